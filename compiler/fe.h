@@ -40,6 +40,11 @@ struct fe_yaml_node {
   fe_yaml_node **items;
   fe_yaml_node **keys;
   fe_yaml_node **values;
+  /* Set by fe_yaml_load for fe_yaml_offset_loc: the whole source text
+   * and the byte offset of `loc` in it (NULL: offsets are counted from
+   * loc on one line). */
+  const char *source;
+  size_t source_len, source_offset;
 };
 
 /* Parses text as one YAML document. Syntax errors are reported at
@@ -126,6 +131,11 @@ fe_expr *fe_parse_expression(ir_arena *arena, diag_engine *d, const char *text, 
                              const fe_yaml_node *origin, ir_loc base);
 /* Parses a scalar node's value as an expression. */
 fe_expr *fe_parse_scalar(ir_arena *arena, diag_engine *d, const fe_yaml_node *scalar);
+/* Parses an input type `DTYPE[expr, ...]` (`i32[B, T]`) from a scalar:
+ * *dtype is a NAME expression, *dims a LIST (possibly empty). Reports
+ * errors and returns false if there was any. */
+bool fe_parse_input_type(ir_arena *arena, diag_engine *d, const fe_yaml_node *scalar,
+                         fe_expr **dtype, fe_expr **dims);
 /* Writes an expression back as text (for messages and tests). */
 char *fe_expr_format(ir_arena *arena, const fe_expr *e);
 

@@ -227,6 +227,9 @@ int ir_get_ints(const ir_node *node, const char *name, const int64_t **v);
 void ir_print(FILE *out, const ir_graph *g);
 char *ir_print_to_string(ir_arena *arena, const ir_graph *g);
 void ir_print_node(FILE *out, const ir_node *node);
+/* A value as the text form writes it: "%x.3", or %"odd name" quoted;
+ * into buf (truncated to len), returns buf. For messages. */
+char *ir_value_format(const ir_value *value, char *buf, size_t len);
 /* Parses one graph; NULL on error with "line:col: message" in err. */
 ir_graph *ir_parse(ir_arena *arena, const char *text, const char *filename, char *err,
                    size_t errlen);

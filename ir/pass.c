@@ -1,0 +1,102 @@
+/* pass.c: the pass manager.
+ *
+ * The pipeline is one table: a pass, the stage the graph reaches after
+ * it, and the function. Adding a pass is adding a row. Stage "parsed" is
+ * the graph before any pass. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ir.h"
+
+static const ir_pass_info pipeline[] = {
+    {"expand", "expanded", ir_pass_expand},
+    {"dce", "final", ir_pass_dce},
+};
+
+enum { PIPELINE_LEN = sizeof pipeline / sizeof pipeline[0] };
+
+static const char *const first_stage = "parsed";
+
+const ir_pass_info *ir_pipeline(int *count) {
+  *count = PIPELINE_LEN;
+  return pipeline;
+}
+
+/* "parsed, expanded, final" or "expand, dce" into buf. */
+static void list_names(bool stages, char *buf, size_t len) {
+  size_t used = (size_t)snprintf(buf, len, "%s", stages ? first_stage : "");
+  for (int i = 0; i < PIPELINE_LEN && used < len; i++) {
+    const char *name = stages ? pipeline[i].stage : pipeline[i].name;
+    used += (size_t)snprintf(buf + used, len - used, "%s%s", used ? ", " : "", name);
+  }
+}
+
+/* Index of the pass after which to stop; -1 for "parsed"; -2 unknown. */
+static int stop_index(const char *stage) {
+  if (!stage) return PIPELINE_LEN - 1;
+  if (strcmp(stage, first_stage) == 0) return -1;
+  for (int i = 0; i < PIPELINE_LEN; i++)
+    if (strcmp(pipeline[i].stage, stage) == 0) return i;
+  return -2;
+}
+
+static bool pass_known(const char *name) {
+  for (int i = 0; i < PIPELINE_LEN; i++)
+    if (strcmp(pipeline[i].name, name) == 0) return true;
+  return false;
+}
+
+static bool check_names(const ir_pass_options *opts, char *err, size_t errlen) {
+  char names[256];
+  if (stop_index(opts->stop_after_stage) == -2) {
+    list_names(true, names, sizeof names);
+    snprintf(err, errlen, "unknown stage '%s' (stages: %s)", opts->stop_after_stage, names);
+    return false;
+  }
+  if (opts->print_after && !pass_known(opts->print_after)) {
+    list_names(false, names, sizeof names);
+    snprintf(err, errlen, "unknown pass '%s' (passes: %s)", opts->print_after, names);
+    return false;
+  }
+  return true;
+}
+
+/* The verifier writes lines to a FILE; the first becomes the message. */
+static bool verify_after(const ir_graph *g, const char *pass, bool expanded, char *err,
+                         size_t errlen) {
+  char *text = NULL;
+  size_t size = 0;
+  FILE *out = open_memstream(&text, &size);
+  int problems = ir_verify(g, expanded, out);
+  if (out) fclose(out);
+  if (problems) {
+    size_t line = text ? strcspn(text, "\n") : 0;
+    char more[48] = "";
+    if (problems > 1) snprintf(more, sizeof more, " (and %d more)", problems - 1);
+    snprintf(err, errlen, "invalid IR after pass '%s': %.*s%s", pass, (int)line,
+             text ? text : "", more);
+  }
+  free(text);
+  return problems == 0;
+}
+
+bool ir_run_pipeline(ir_graph *g, const ir_pass_options *opts, char *err, size_t errlen) {
+  static const ir_pass_options defaults = {0};
+  if (!opts) opts = &defaults;
+  if (!check_names(opts, err, errlen)) return false;
+  int last = stop_index(opts->stop_after_stage);
+  FILE *out = opts->print_out ? opts->print_out : stdout;
+  bool expanded = false;
+  for (int i = 0; i <= last; i++) {
+    const ir_pass_info *pass = &pipeline[i];
+    if (!pass->run(g, err, errlen)) return false;
+    expanded = expanded || strcmp(pass->name, "expand") == 0;
+    if (opts->print_after_all || (opts->print_after && strcmp(opts->print_after, pass->name) == 0)) {
+      fprintf(out, "// ----- IR after %s -----\n", pass->name);
+      ir_print(out, g);
+    }
+    if (opts->verify_each && !verify_after(g, pass->name, expanded, err, errlen)) return false;
+  }
+  return true;
+}

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# test.sh: configures and builds everything into build/, then runs the
+# whole test suite with ctest (unit, golden diagnostics, FileCheck, specs,
+# parameter listings, CLI). Extra arguments go to ctest (e.g. -R diag).
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="$root/build"
+jobs="$(nproc 2>/dev/null || echo 2)"
+
+cmake -S "$root" -B "$build"
+cmake --build "$build" -j "$jobs"
+cd "$build"
+# A hung test fails after 10 minutes instead of stalling CI; a test that
+# needs longer sets its own TIMEOUT property.
+ctest --output-on-failure -j2 --timeout 600 "$@"
