@@ -239,6 +239,18 @@ static size_t edit_distance(const char *a, const char *b, size_t limit) {
   return result;
 }
 
+static bool same_ignoring_case(const char *a, const char *b) {
+  for (; *a && *b; a++, b++) {
+    char x = *a >= 'A' && *a <= 'Z' ? (char)(*a + 32) : *a;
+    char y = *b >= 'A' && *b <= 'Z' ? (char)(*b + 32) : *b;
+    if (x != y) return false;
+  }
+  return *a == *b;
+}
+
+/* Levenshtein distance at most max(1, len/3), the best unique. A word
+ * that must be rewritten entirely to match (x -> B) is no typo, unless
+ * only the case differs (b -> B). */
 const char *diag_suggest(const char *word, const char *const *candidates, int count) {
   if (!word || !candidates) return NULL;
   size_t limit = strlen(word) / 3 > 1 ? strlen(word) / 3 : 1;
@@ -248,7 +260,8 @@ const char *diag_suggest(const char *word, const char *const *candidates, int co
   for (int i = 0; i < count; i++) {
     if (!candidates[i]) continue;
     size_t dist = edit_distance(word, candidates[i], limit);
-    if (dist > limit) continue;
+    if (dist > limit || (dist >= strlen(word) && !same_ignoring_case(word, candidates[i])))
+      continue;
     if (dist < best_distance) {
       best = candidates[i], best_distance = dist, tie = false;
     } else if (dist == best_distance && strcmp(best, candidates[i]) != 0) {

@@ -36,11 +36,14 @@ void diag_note(diag_engine *d, ir_loc loc, const char *fmt, ...)
 int diag_error_count(const diag_engine *d);
 /* True once DIAG_MAX_ERRORS errors were reported: callers stop early. */
 bool diag_full(const diag_engine *d);
-/* Prints "N errors generated." style summary if any were suppressed. */
+/* Prints "modelc: note: N more errors not shown" if any were suppressed,
+ * and flushes the output. */
 void diag_finish(diag_engine *d);
 
 /* The closest of candidates to word by edit distance, or NULL when none
- * is close enough to suggest. */
+ * is close enough to suggest: Levenshtein distance at most
+ * max(1, strlen(word)/3), a unique best, and not a complete rewrite of
+ * the word (x -> B) unless only the case differs (b -> B). */
 const char *diag_suggest(const char *word, const char *const *candidates, int count);
 
 #endif

@@ -17,8 +17,11 @@
 
 void fe_lexer_init(fe_lexer *lx, diag_engine *d, const char *text, size_t length,
                    const fe_yaml_node *origin, ir_loc base) {
-  *lx = (fe_lexer){.text = text ? text : "", .length = text ? length : 0, .origin = origin,
-                   .base = base, .diag = d};
+  *lx = (fe_lexer){.text = text ? text : "",
+                   .length = text ? length : 0,
+                   .origin = origin,
+                   .base = base,
+                   .diag = d};
 }
 
 ir_loc fe_lexer_loc(const fe_lexer *lx, size_t offset) {
@@ -95,16 +98,16 @@ static fe_token lex_number(fe_lexer *lx) {
   const char *s = lx->text + start;
   if (integer) {
     if (!parse_integer(s, t.length, &t.int_value)) {
-      diag_error(lx->diag, fe_lexer_loc(lx, start), "integer '%.*s' is too large",
-                 (int)t.length, s);
+      diag_error(lx->diag, fe_lexer_loc(lx, start), "integer '%.*s' is too large", (int)t.length,
+                 s);
       return error_token(lx, start);
     }
     t.number = (double)t.int_value;
   } else {
     t.number = parse_real(s, t.length);
     if (isinf(t.number)) {
-      diag_error(lx->diag, fe_lexer_loc(lx, start), "number '%.*s' is out of range",
-                 (int)t.length, s);
+      diag_error(lx->diag, fe_lexer_loc(lx, start), "number '%.*s' is out of range", (int)t.length,
+                 s);
       return error_token(lx, start);
     }
   }
@@ -152,9 +155,8 @@ static fe_token lex_bad_character(fe_lexer *lx) {
                lx->text + start + 1, (int)(lx->pos - start - 1), lx->text + start + 1);
   } else if (c > 0x20 && c < 0x7F) {
     diag_error(lx->diag, loc, "unexpected character '%c'", c);
-  } else if (c >= 0x80 &&
-             (len = decode_utf8((const unsigned char *)lx->text + start, lx->length - start,
-                                &code)) != 0) {
+  } else if (c >= 0x80 && (len = decode_utf8((const unsigned char *)lx->text + start,
+                                             lx->length - start, &code)) != 0) {
     lx->pos = start + len;
     diag_error(lx->diag, loc, "unexpected character U+%04X", code);
   } else {

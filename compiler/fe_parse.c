@@ -74,13 +74,12 @@ static void abandon(parser *p) {
 static const char *describe(parser *p) {
   const fe_token *t = &p->tok;
   switch (t->kind) {
-    case FE_TOK_EOF: return "end of expression";
-    case FE_TOK_STRING: return "a string";
-    case FE_TOK_PUNCT: return ir_arena_printf(p->arena, "'%c'", t->punct);
-    default: break;
+  case FE_TOK_EOF: return "end of expression";
+  case FE_TOK_STRING: return "a string";
+  case FE_TOK_PUNCT: return ir_arena_printf(p->arena, "'%c'", t->punct);
+  default: break;
   }
-  if (t->length > 40)
-    return ir_arena_printf(p->arena, "'%.37s...'", p->lx.text + t->offset);
+  if (t->length > 40) return ir_arena_printf(p->arena, "'%.37s...'", p->lx.text + t->offset);
   return ir_arena_printf(p->arena, "'%.*s'", (int)t->length, p->lx.text + t->offset);
 }
 
@@ -261,18 +260,15 @@ static fe_expr *parse_name(parser *p) {
 
 static fe_expr *parse_primary(parser *p) {
   switch (p->tok.kind) {
-    case FE_TOK_NUMBER:
-      return parse_number(p);
-    case FE_TOK_NAME:
-      return parse_name(p);
-    case FE_TOK_STRING: {
-      fe_expr *e = new_expr(p, FE_EXPR_STRING, tok_loc(p));
-      if (e) e->name = token_text(p, 1);
-      advance(p);
-      return e;
-    }
-    default:
-      break;
+  case FE_TOK_NUMBER: return parse_number(p);
+  case FE_TOK_NAME: return parse_name(p);
+  case FE_TOK_STRING: {
+    fe_expr *e = new_expr(p, FE_EXPR_STRING, tok_loc(p));
+    if (e) e->name = token_text(p, 1);
+    advance(p);
+    return e;
+  }
+  default: break;
   }
   if (is_punct(p, '(')) return parse_group(p);
   if (is_punct(p, '[')) {
@@ -488,42 +484,38 @@ static void format_expr(text_buf *b, const fe_expr *e) {
     return;
   }
   switch (e->kind) {
-    case FE_EXPR_NUMBER:
-      if (e->is_integer)
-        snprintf(num, sizeof num, "%lld", (long long)e->int_value);
-      else
-        format_real(num, sizeof num - 4, e->number);
-      puts_buf(b, num);
-      return;
-    case FE_EXPR_NAME:
-      puts_buf(b, e->name);
-      return;
-    case FE_EXPR_STRING: {
-      const char *quote = strchr(e->name, '"') ? "'" : "\"";
-      puts_buf(b, quote);
-      puts_buf(b, e->name);
-      puts_buf(b, quote);
-      return;
-    }
-    case FE_EXPR_CALL:
-      puts_buf(b, e->name);
-      format_items(b, e, "(", ")");
-      return;
-    case FE_EXPR_LIST:
-      format_items(b, e, "[", "]");
-      return;
-    case FE_EXPR_NEG:
-      puts_buf(b, "-");
-      format_child(b, e->lhs, precedence(e->lhs) <= 3);
-      return;
-    case FE_EXPR_BINARY: {
-      int prec = precedence(e);
-      char op[4] = {' ', e->op, ' ', 0};
-      format_child(b, e->lhs, precedence(e->lhs) < prec);
-      puts_buf(b, op);
-      format_child(b, e->rhs, precedence(e->rhs) <= prec);
-      return;
-    }
+  case FE_EXPR_NUMBER:
+    if (e->is_integer)
+      snprintf(num, sizeof num, "%lld", (long long)e->int_value);
+    else
+      format_real(num, sizeof num - 4, e->number);
+    puts_buf(b, num);
+    return;
+  case FE_EXPR_NAME: puts_buf(b, e->name); return;
+  case FE_EXPR_STRING: {
+    const char *quote = strchr(e->name, '"') ? "'" : "\"";
+    puts_buf(b, quote);
+    puts_buf(b, e->name);
+    puts_buf(b, quote);
+    return;
+  }
+  case FE_EXPR_CALL:
+    puts_buf(b, e->name);
+    format_items(b, e, "(", ")");
+    return;
+  case FE_EXPR_LIST: format_items(b, e, "[", "]"); return;
+  case FE_EXPR_NEG:
+    puts_buf(b, "-");
+    format_child(b, e->lhs, precedence(e->lhs) <= 3);
+    return;
+  case FE_EXPR_BINARY: {
+    int prec = precedence(e);
+    char op[4] = {' ', e->op, ' ', 0};
+    format_child(b, e->lhs, precedence(e->lhs) < prec);
+    puts_buf(b, op);
+    format_child(b, e->rhs, precedence(e->rhs) <= prec);
+    return;
+  }
   }
 }
 

@@ -15,7 +15,7 @@
 static const char *const top_keys[] = {"model", "dims",    "inputs", "blocks",
                                        "graph", "outputs", "train"};
 static const char *const block_keys[] = {"args", "body", "returns"};
-static const char *const train_keys[] = {"loss",      "optimizer",  "schedule",  "grad_clip",
+static const char *const train_keys[] = {"loss",       "optimizer", "schedule",  "grad_clip",
                                          "accumulate", "precision", "recompute", "seed"};
 enum { NUM_TOP_KEYS = 7, NUM_BLOCK_KEYS = 3, NUM_TRAIN_KEYS = 8 };
 
@@ -64,14 +64,14 @@ static bool is_identifier(const char *s, size_t len) {
 
 static bool is_c_keyword(const char *s) {
   static const char *const words[] = {
-      "auto",     "break",    "case",     "char",          "const",         "continue",
-      "default",  "do",       "double",   "else",          "enum",          "extern",
-      "float",    "for",      "goto",     "if",            "inline",        "int",
-      "long",     "register", "restrict", "return",        "short",         "signed",
-      "sizeof",   "static",   "struct",   "switch",        "typedef",       "union",
-      "unsigned", "void",     "volatile", "while",         "_Alignas",      "_Alignof",
-      "_Atomic",  "_Bool",    "_Complex", "_Generic",      "_Imaginary",    "_Noreturn",
-      "_Static_assert",       "_Thread_local"};
+      "auto",           "break",        "case",     "char",     "const",      "continue",
+      "default",        "do",           "double",   "else",     "enum",       "extern",
+      "float",          "for",          "goto",     "if",       "inline",     "int",
+      "long",           "register",     "restrict", "return",   "short",      "signed",
+      "sizeof",         "static",       "struct",   "switch",   "typedef",    "union",
+      "unsigned",       "void",         "volatile", "while",    "_Alignas",   "_Alignof",
+      "_Atomic",        "_Bool",        "_Complex", "_Generic", "_Imaginary", "_Noreturn",
+      "_Static_assert", "_Thread_local"};
   for (size_t i = 0; i < sizeof words / sizeof *words; i++)
     if (strcmp(s, words[i]) == 0) return true;
   return false;
@@ -104,8 +104,9 @@ static bool is_poisoned(const reader *r, const char *name) {
 static void poison(reader *r, const char *name) {
   if (r->num_poisoned == r->cap_poisoned) {
     int cap = r->cap_poisoned ? 2 * r->cap_poisoned : 8;
-    const char **grown = ir_arena_grow(r->arena, r->poisoned, (size_t)r->cap_poisoned * sizeof *grown,
-                                       (size_t)cap * sizeof *grown);
+    const char **grown =
+        ir_arena_grow(r->arena, r->poisoned, (size_t)r->cap_poisoned * sizeof *grown,
+                      (size_t)cap * sizeof *grown);
     if (!grown) return;
     r->poisoned = grown;
     r->cap_poisoned = cap;
@@ -141,8 +142,7 @@ static void check_keys(reader *r, const fe_yaml_node *map, const char *const *ke
   }
 }
 
-static bool was_suggested(unsigned suggested, const char *const *keys, int count,
-                          const char *key) {
+static bool was_suggested(unsigned suggested, const char *const *keys, int count, const char *key) {
   for (int k = 0; k < count; k++)
     if (strcmp(keys[k], key) == 0) return (suggested >> k) & 1u;
   return false;
@@ -193,28 +193,28 @@ static const char *division_text(reader *r, const fe_expr *e) {
 static bool eval_binary(reader *r, const fe_expr *e, int64_t a, int64_t b, int64_t *out) {
   bool overflow = false;
   switch (e->op) {
-    case '+': overflow = __builtin_add_overflow(a, b, out); break;
-    case '-': overflow = __builtin_sub_overflow(a, b, out); break;
-    case '*': overflow = __builtin_mul_overflow(a, b, out); break;
-    case '/':
-      if (b == 0) {
-        diag_error(r->diag, e->loc, "division by zero");
-        return false;
-      }
-      if (a == INT64_MIN && b == -1) {
-        overflow = true;
-        break;
-      }
-      if (a % b != 0) {
-        diag_error(r->diag, e->loc, "%s: %lld is not divisible by %lld", division_text(r, e),
-                   (long long)a, (long long)b);
-        return false;
-      }
-      *out = a / b;
-      break;
-    default:
-      diag_error(r->diag, e->loc, "'%c' cannot be used in an integer expression", e->op);
+  case '+': overflow = __builtin_add_overflow(a, b, out); break;
+  case '-': overflow = __builtin_sub_overflow(a, b, out); break;
+  case '*': overflow = __builtin_mul_overflow(a, b, out); break;
+  case '/':
+    if (b == 0) {
+      diag_error(r->diag, e->loc, "division by zero");
       return false;
+    }
+    if (a == INT64_MIN && b == -1) {
+      overflow = true;
+      break;
+    }
+    if (a % b != 0) {
+      diag_error(r->diag, e->loc, "%s: %lld is not divisible by %lld", division_text(r, e),
+                 (long long)a, (long long)b);
+      return false;
+    }
+    *out = a / b;
+    break;
+  default:
+    diag_error(r->diag, e->loc, "'%c' cannot be used in an integer expression", e->op);
+    return false;
   }
   if (overflow) diag_error(r->diag, e->loc, "integer overflow");
   return !overflow;
@@ -222,42 +222,40 @@ static bool eval_binary(reader *r, const fe_expr *e, int64_t a, int64_t b, int64
 
 static const char *expr_kind_name(reader *r, const fe_expr *e) {
   switch (e->kind) {
-    case FE_EXPR_CALL: return ir_arena_printf(r->arena, "a call to '%s'", e->name);
-    case FE_EXPR_LIST: return "a list";
-    case FE_EXPR_STRING: return "a string";
-    default: return "an expression";
+  case FE_EXPR_CALL: return ir_arena_printf(r->arena, "a call to '%s'", e->name);
+  case FE_EXPR_LIST: return "a list";
+  case FE_EXPR_STRING: return "a string";
+  default: return "an expression";
   }
 }
 
 static bool eval_int(reader *r, const fe_expr *e, int64_t *out) {
   int64_t a = 0, b = 0;
   switch (e->kind) {
-    case FE_EXPR_NUMBER:
-      if (!e->is_integer) {
-        diag_error(r->diag, e->loc, "expected an integer, got %s", fe_expr_format(r->arena, e));
-        return false;
-      }
-      *out = e->int_value;
-      return true;
-    case FE_EXPR_NAME:
-      return eval_name(r, e, out);
-    case FE_EXPR_NEG:
-      if (!eval_int(r, e->lhs, &a)) return false;
-      if (a == INT64_MIN) {
-        diag_error(r->diag, e->loc, "integer overflow");
-        return false;
-      }
-      *out = -a;
-      return true;
-    case FE_EXPR_BINARY: {
-      bool ok = eval_int(r, e->lhs, &a);
-      ok = eval_int(r, e->rhs, &b) && ok;
-      return ok && eval_binary(r, e, a, b, out);
-    }
-    default:
-      diag_error(r->diag, e->loc, "expected an integer expression, found %s",
-                 expr_kind_name(r, e));
+  case FE_EXPR_NUMBER:
+    if (!e->is_integer) {
+      diag_error(r->diag, e->loc, "expected an integer, got %s", fe_expr_format(r->arena, e));
       return false;
+    }
+    *out = e->int_value;
+    return true;
+  case FE_EXPR_NAME: return eval_name(r, e, out);
+  case FE_EXPR_NEG:
+    if (!eval_int(r, e->lhs, &a)) return false;
+    if (a == INT64_MIN) {
+      diag_error(r->diag, e->loc, "integer overflow");
+      return false;
+    }
+    *out = -a;
+    return true;
+  case FE_EXPR_BINARY: {
+    bool ok = eval_int(r, e->lhs, &a);
+    ok = eval_int(r, e->rhs, &b) && ok;
+    return ok && eval_binary(r, e, a, b, out);
+  }
+  default:
+    diag_error(r->diag, e->loc, "expected an integer expression, found %s", expr_kind_name(r, e));
+    return false;
   }
 }
 
@@ -266,35 +264,33 @@ static bool eval_real(reader *r, const fe_expr *e, double *out) {
   int64_t dim;
   double a = 0, b = 0;
   switch (e->kind) {
-    case FE_EXPR_NUMBER:
-      *out = e->is_integer ? (double)e->int_value : e->number;
-      return true;
-    case FE_EXPR_NAME:
-      if (!eval_name(r, e, &dim)) return false;
-      *out = (double)dim;
-      return true;
-    case FE_EXPR_NEG:
-      if (!eval_real(r, e->lhs, &a)) return false;
-      *out = -a;
-      return true;
-    case FE_EXPR_BINARY: {
-      bool ok = eval_real(r, e->lhs, &a);
-      ok = eval_real(r, e->rhs, &b) && ok;
-      if (!ok) return false;
-      if (e->op == '/' && b == 0) {
-        diag_error(r->diag, e->loc, "division by zero");
-        return false;
-      }
-      if (e->op == '@') {
-        diag_error(r->diag, e->loc, "'@' cannot be used in a number");
-        return false;
-      }
-      *out = e->op == '+' ? a + b : e->op == '-' ? a - b : e->op == '*' ? a * b : a / b;
-      return true;
-    }
-    default:
-      diag_error(r->diag, e->loc, "expected a number, found %s", expr_kind_name(r, e));
+  case FE_EXPR_NUMBER: *out = e->is_integer ? (double)e->int_value : e->number; return true;
+  case FE_EXPR_NAME:
+    if (!eval_name(r, e, &dim)) return false;
+    *out = (double)dim;
+    return true;
+  case FE_EXPR_NEG:
+    if (!eval_real(r, e->lhs, &a)) return false;
+    *out = -a;
+    return true;
+  case FE_EXPR_BINARY: {
+    bool ok = eval_real(r, e->lhs, &a);
+    ok = eval_real(r, e->rhs, &b) && ok;
+    if (!ok) return false;
+    if (e->op == '/' && b == 0) {
+      diag_error(r->diag, e->loc, "division by zero");
       return false;
+    }
+    if (e->op == '@') {
+      diag_error(r->diag, e->loc, "'@' cannot be used in a number");
+      return false;
+    }
+    *out = e->op == '+' ? a + b : e->op == '-' ? a - b : e->op == '*' ? a * b : a / b;
+    return true;
+  }
+  default:
+    diag_error(r->diag, e->loc, "expected a number, found %s", expr_kind_name(r, e));
+    return false;
   }
 }
 
@@ -461,7 +457,10 @@ static bool read_input_dims(reader *r, const char *name, const fe_expr *list, ir
 static void report_unknown_dtype(reader *r, const fe_expr *dtype) {
   const char *names[NUM_SPEC_DTYPES];
   for (int i = 0; i < NUM_SPEC_DTYPES; i++) names[i] = spec_dtypes[i].name;
-  const char *near = diag_suggest(dtype->name, names, NUM_SPEC_DTYPES);
+  /* f64 exists in the IR but not in specs; i64, one letter away, is not
+   * what its writer meant. */
+  const char *near =
+      strcmp(dtype->name, "f64") == 0 ? NULL : diag_suggest(dtype->name, names, NUM_SPEC_DTYPES);
   if (near)
     diag_error(r->diag, dtype->loc, "unknown dtype '%s'; did you mean '%s'?", dtype->name, near);
   else
@@ -541,8 +540,8 @@ static bool read_stmt(reader *r, const fe_yaml_node *item, const char *where, fe
   return out->expr != NULL;
 }
 
-static fe_stmt *read_stmts(reader *r, const fe_yaml_node *n, const char *section,
-                           const char *where, int *count) {
+static fe_stmt *read_stmts(reader *r, const fe_yaml_node *n, const char *section, const char *where,
+                           int *count) {
   *count = 0;
   if (n->kind != FE_YAML_SEQUENCE || n->count == 0) {
     diag_error(r->diag, n->loc, "%s must be a list of '- name: expression' entries, found %s",
@@ -578,11 +577,9 @@ static void read_block(reader *r, const fe_yaml_node *key, const fe_yaml_node *v
       diag_error(r->diag, key->loc, "block '%s' is missing '%s'", b->name, block_keys[k]);
   }
   const char *section = ir_arena_printf(r->arena, "the body of block '%s'", b->name);
-  if (parts[0])
-    b->args = read_names(r, parts[0], "argument", false, "'args'", &b->num_args);
+  if (parts[0]) b->args = read_names(r, parts[0], "argument", false, "'args'", &b->num_args);
   if (parts[1]) b->body = read_stmts(r, parts[1], section, "a block body", &b->num_body);
-  if (parts[2])
-    b->returns = read_names(r, parts[2], "return", true, "'returns'", &b->num_returns);
+  if (parts[2]) b->returns = read_names(r, parts[2], "return", true, "'returns'", &b->num_returns);
   r->spec->num_blocks++;
 }
 
@@ -602,7 +599,8 @@ static void read_blocks(reader *r, const fe_yaml_node *n) {
 static void read_graph(reader *r, const fe_yaml_node *root, unsigned suggested) {
   const fe_yaml_node *n = fe_yaml_get(root, "graph");
   if (!n) {
-    if (!was_suggested(suggested, top_keys, NUM_TOP_KEYS, "graph")) diag_error(r->diag, root->loc, "missing 'graph'");
+    if (!was_suggested(suggested, top_keys, NUM_TOP_KEYS, "graph"))
+      diag_error(r->diag, root->loc, "missing 'graph'");
     return;
   }
   r->spec->graph = read_stmts(r, n, "'graph'", "a graph", &r->spec->num_graph);
@@ -835,7 +833,8 @@ static void read_train_value(reader *r, const char *key, const fe_yaml_node *n, 
   } else if (!strcmp(key, "schedule")) {
     read_schedule(r, n, t);
   } else if (!strcmp(key, "precision")) {
-    if ((word = read_word(r, n, key, "f32", "bf16"))) t->precision = word[0] == 'f' ? IR_f32 : IR_bf16;
+    if ((word = read_word(r, n, key, "f32", "bf16")))
+      t->precision = word[0] == 'f' ? IR_f32 : IR_bf16;
   } else if (!strcmp(key, "recompute")) {
     if ((word = read_word(r, n, key, "none", "blocks"))) t->recompute_blocks = word[0] == 'b';
   } else if ((e = fe_parse_scalar(r->arena, r->diag, n))) {
@@ -854,10 +853,19 @@ static void read_train(reader *r, const fe_yaml_node *root) {
     if (!strcmp(root->keys[i]->value, "train")) key = root->keys[i], n = root->values[i];
   if (!n) return;
   fe_train *t = &r->spec->train;
-  *t = (fe_train){.loc = key->loc, .optimizer = FE_OPT_ADAMW, .optimizer_loc = key->loc,
-                  .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01,
-                  .schedule = FE_SCHED_CONSTANT, .schedule_loc = key->loc, .accumulate = 1,
-                  .precision = IR_f32, .seed = 1337};
+  *t = (fe_train){.loc = key->loc,
+                  .optimizer = FE_OPT_ADAMW,
+                  .optimizer_loc = key->loc,
+                  .lr = 1e-3,
+                  .beta1 = 0.9,
+                  .beta2 = 0.999,
+                  .eps = 1e-8,
+                  .weight_decay = 0.01,
+                  .schedule = FE_SCHED_CONSTANT,
+                  .schedule_loc = key->loc,
+                  .accumulate = 1,
+                  .precision = IR_f32,
+                  .seed = 1337};
   r->spec->has_train = true;
   if (n->kind != FE_YAML_MAPPING) {
     diag_error(r->diag, is_null(n) ? key->loc : n->loc,

@@ -121,14 +121,13 @@ static void report_parser_error(loader *L) {
   const char *problem = p->problem ? p->problem : "syntax error";
   L->failed = L->stopped = true;
   switch (p->error) {
-    case YAML_MEMORY_ERROR:
-      diag_error(L->diag, (ir_loc){L->file, 0, 0}, "YAML: out of memory");
-      return;
-    case YAML_READER_ERROR:
-      diag_error(L->diag, offset_loc(L, p->problem_offset), "YAML: %s", problem);
-      return;
-    default:
-      break;
+  case YAML_MEMORY_ERROR:
+    diag_error(L->diag, (ir_loc){L->file, 0, 0}, "YAML: out of memory");
+    return;
+  case YAML_READER_ERROR:
+    diag_error(L->diag, offset_loc(L, p->problem_offset), "YAML: %s", problem);
+    return;
+  default: break;
   }
   if (p->context)
     diag_error(L->diag, mark_loc(L, p->problem_mark), "YAML: %s (%s)", problem, p->context);
@@ -177,17 +176,18 @@ static void check_properties(loader *L, const yaml_event_t *ev) {
   } else if (ev->type == YAML_MAPPING_START_EVENT) {
     anchor = ev->data.mapping_start.anchor, tag = ev->data.mapping_start.tag;
   }
-  if (anchor) error_at(L, mark_loc(L, ev->start_mark), "YAML anchors and aliases are not supported");
+  if (anchor)
+    error_at(L, mark_loc(L, ev->start_mark), "YAML anchors and aliases are not supported");
   if (tag) error_at(L, mark_loc(L, ev->start_mark), "YAML tags are not supported");
 }
 
 static fe_yaml_style scalar_style(yaml_scalar_style_t style) {
   switch (style) {
-    case YAML_SINGLE_QUOTED_SCALAR_STYLE: return FE_YAML_SINGLE_QUOTED;
-    case YAML_DOUBLE_QUOTED_SCALAR_STYLE: return FE_YAML_DOUBLE_QUOTED;
-    case YAML_LITERAL_SCALAR_STYLE: return FE_YAML_LITERAL;
-    case YAML_FOLDED_SCALAR_STYLE: return FE_YAML_FOLDED;
-    default: return FE_YAML_PLAIN;
+  case YAML_SINGLE_QUOTED_SCALAR_STYLE: return FE_YAML_SINGLE_QUOTED;
+  case YAML_DOUBLE_QUOTED_SCALAR_STYLE: return FE_YAML_DOUBLE_QUOTED;
+  case YAML_LITERAL_SCALAR_STYLE: return FE_YAML_LITERAL;
+  case YAML_FOLDED_SCALAR_STYLE: return FE_YAML_FOLDED;
+  default: return FE_YAML_PLAIN;
   }
 }
 
@@ -241,15 +241,32 @@ static bool same_key(const fe_yaml_node *a, const fe_yaml_node *b) {
          memcmp(a->value, b->value, a->length) == 0;
 }
 
-static void check_duplicate(loader *L, const fe_yaml_node *map) {
-  const fe_yaml_node *key = map->keys[map->count - 1];
-  for (int i = 0; i < map->count - 1; i++) {
-    if (!same_key(map->keys[i], key)) continue;
+static size_t hash_key(const fe_yaml_node *key) {
+  size_t h = 14695981039346656037u; /* FNV-1a */
+  for (size_t i = 0; i < key->length; i++) h = (h ^ (unsigned char)key->value[i]) * 1099511628211u;
+  return h;
+}
+
+/* Reports every key equal to an earlier one, through a hash table so
+ * that a huge mapping costs linear time. */
+static void check_duplicates(loader *L, const fe_yaml_node *map) {
+  size_t size = 16;
+  while (size < 2 * (size_t)map->count) size *= 2;
+  const fe_yaml_node **table = ir_arena_alloc(L->arena, size * sizeof *table);
+  if (!table) return;
+  for (int i = 0; i < map->count && !L->stopped; i++) {
+    const fe_yaml_node *key = map->keys[i];
+    if (key->kind != FE_YAML_SCALAR) continue;
+    size_t slot = hash_key(key) & (size - 1);
+    while (table[slot] && !same_key(table[slot], key)) slot = (slot + 1) & (size - 1);
+    if (!table[slot]) {
+      table[slot] = key;
+      continue;
+    }
     diag_error(L->diag, key->loc, "duplicate key '%s'", key->value);
-    diag_note(L->diag, map->keys[i]->loc, "first defined here");
+    diag_note(L->diag, table[slot]->loc, "first defined here");
     L->failed = true;
     if (diag_full(L->diag)) L->stopped = true;
-    return;
   }
 }
 
@@ -259,6 +276,7 @@ static void parse_mapping(loader *L, fe_yaml_node *map, int depth) {
   while (next_event(L, &ev)) {
     if (ev.type == YAML_MAPPING_END_EVENT) {
       yaml_event_delete(&ev);
+      check_duplicates(L, map);
       return;
     }
     bool scalar_key = ev.type == YAML_SCALAR_EVENT || ev.type == YAML_ALIAS_EVENT;
@@ -273,7 +291,6 @@ static void parse_mapping(loader *L, fe_yaml_node *map, int depth) {
         !push(L, &map->values, &num_values, &value_cap, value))
       return;
     map->count++;
-    check_duplicate(L, map);
   }
 }
 
@@ -288,18 +305,16 @@ static fe_yaml_node *parse_node(loader *L, yaml_event_t *ev, int depth) {
   yaml_event_delete(ev);
   if (L->stopped) return NULL;
   switch (type) {
-    case YAML_SCALAR_EVENT:
-      return n;
-    case YAML_ALIAS_EVENT:
-      error_at(L, mark_loc(L, mark), "YAML anchors and aliases are not supported");
-      return L->stopped ? NULL : new_node(L, FE_YAML_SCALAR, mark);
-    case YAML_SEQUENCE_START_EVENT:
-    case YAML_MAPPING_START_EVENT:
-      break;
-    default:
-      error_at(L, mark_loc(L, mark), "YAML: unexpected event");
-      L->stopped = true;
-      return NULL;
+  case YAML_SCALAR_EVENT: return n;
+  case YAML_ALIAS_EVENT:
+    error_at(L, mark_loc(L, mark), "YAML anchors and aliases are not supported");
+    return L->stopped ? NULL : new_node(L, FE_YAML_SCALAR, mark);
+  case YAML_SEQUENCE_START_EVENT:
+  case YAML_MAPPING_START_EVENT: break;
+  default:
+    error_at(L, mark_loc(L, mark), "YAML: unexpected event");
+    L->stopped = true;
+    return NULL;
   }
   if (depth >= MAX_DEPTH) {
     error_at(L, mark_loc(L, mark), "YAML nesting is too deep");
@@ -357,10 +372,10 @@ static fe_yaml_node *parse_stream(loader *L) {
   return root;
 }
 
-fe_yaml_node *fe_yaml_load(ir_arena *arena, diag_engine *d, const char *filename,
-                           const char *text, size_t len) {
-  loader L = {.arena = arena, .diag = d, .file = filename, .text = text ? text : "",
-              .len = text ? len : 0};
+fe_yaml_node *fe_yaml_load(ir_arena *arena, diag_engine *d, const char *filename, const char *text,
+                           size_t len) {
+  loader L = {
+      .arena = arena, .diag = d, .file = filename, .text = text ? text : "", .len = text ? len : 0};
   if (!index_lines(&L) || !yaml_parser_initialize(&L.parser)) {
     diag_error(d, (ir_loc){filename, 0, 0}, "out of memory");
     return NULL;
@@ -442,28 +457,36 @@ static size_t escape_bytes(const walker *w, size_t i, size_t *span) {
   unsigned long code = 0;
   for (int k = 0; k < hex && i + 2 + (size_t)k < w->len; k++) {
     char h = w->src[i + 2 + k];
-    int v = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10
-                                           : h >= 'A' && h <= 'F' ? h - 'A' + 10 : 0;
+    int v = h >= '0' && h <= '9'   ? h - '0'
+            : h >= 'a' && h <= 'f' ? h - 'a' + 10
+            : h >= 'A' && h <= 'F' ? h - 'A' + 10
+                                   : 0;
     code = code * 16 + (unsigned long)v;
   }
   *span = 2 + (size_t)hex;
   return code < 0x80 ? 1 : code < 0x800 ? 2 : code < 0x10000 ? 3 : 4;
 }
 
+/* An escaped line break in a double-quoted scalar stands for nothing. */
+static bool skip_escaped_break(walker *w) {
+  if (w->pos >= w->len || w->src[w->pos] != '\\') return false;
+  size_t b = break_length(w->src, w->len, w->pos + 1);
+  if (!b) return false;
+  step_to(w, skip_blanks(w, w->pos + 1 + b));
+  return true;
+}
+
 static void walk_flow(walker *w, fe_yaml_style style, size_t offset) {
   size_t i = 0;
-  while (i < offset && w->pos < w->len) {
+  for (;;) {
+    while (style == FE_YAML_DOUBLE_QUOTED && skip_escaped_break(w)) continue;
+    if (i >= offset || w->pos >= w->len) return;
     size_t end, bytes = flow_fold(w, &end), span = 0;
     if (bytes) {
       span = end - w->pos;
     } else if (style == FE_YAML_SINGLE_QUOTED && w->src[w->pos] == '\'') {
       bytes = 1, span = 2; /* '' stands for ' */
     } else if (style == FE_YAML_DOUBLE_QUOTED && w->src[w->pos] == '\\') {
-      size_t b = break_length(w->src, w->len, w->pos + 1);
-      if (b) { /* an escaped line break stands for nothing */
-        step_to(w, skip_blanks(w, w->pos + 1 + b));
-        continue;
-      }
       bytes = escape_bytes(w, w->pos, &span);
     } else {
       bytes = span = char_length(w->src, w->len, w->pos);
@@ -492,12 +515,12 @@ static void walk_block(walker *w, fe_yaml_style style, size_t offset) {
   step(w);
   size_t indent = block_indent(w), i = 0;
   bool line_start = true;
-  while (i < offset && w->pos < w->len) {
+  for (;;) {
     if (line_start) {
       for (size_t k = 0; k < indent && w->pos < w->len && w->src[w->pos] == ' '; k++) step(w);
       line_start = false;
-      continue;
     }
+    if (i >= offset || w->pos >= w->len) return;
     size_t b = break_length(w->src, w->len, w->pos), bytes = 1, end = w->pos + b;
     if (b && style == FE_YAML_FOLDED) {
       size_t breaks = 1, next;
@@ -533,18 +556,14 @@ ir_loc fe_yaml_offset_loc(const fe_yaml_node *scalar, size_t offset) {
   walker w = {scalar->source, scalar->source_len, scalar->source_offset, scalar->loc.line,
               scalar->loc.col};
   switch (scalar->style) {
-    case FE_YAML_PLAIN:
-      walk_flow(&w, scalar->style, offset);
-      break;
-    case FE_YAML_SINGLE_QUOTED:
-    case FE_YAML_DOUBLE_QUOTED:
-      step(&w); /* the opening quote */
-      walk_flow(&w, scalar->style, offset);
-      break;
-    case FE_YAML_LITERAL:
-    case FE_YAML_FOLDED:
-      walk_block(&w, scalar->style, offset);
-      break;
+  case FE_YAML_PLAIN: walk_flow(&w, scalar->style, offset); break;
+  case FE_YAML_SINGLE_QUOTED:
+  case FE_YAML_DOUBLE_QUOTED:
+    step(&w); /* the opening quote */
+    walk_flow(&w, scalar->style, offset);
+    break;
+  case FE_YAML_LITERAL:
+  case FE_YAML_FOLDED: walk_block(&w, scalar->style, offset); break;
   }
   return (ir_loc){scalar->loc.file, w.line, w.col};
 }

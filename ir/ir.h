@@ -172,7 +172,8 @@ ir_graph *ir_graph_new(ir_arena *arena, const char *name);
 /* Creates a node of op with the given inputs, appended at the end of the
  * graph (or before `before` with ir_node_insert). Attributes are added
  * with ir_set_* before ir_node_infer. Result values are named from
- * `name` (made unique by ir_graph_unique_name); NULL gives %<id>. */
+ * `name` (made unique by ir_graph_unique_name); NULL gives %t<value id>;
+ * result i > 0 of a node is named `name.i`. */
 ir_node *ir_node_new(ir_graph *g, ir_op op, int num_inputs, ir_value *const *inputs,
                      const char *name);
 /* Same, placed before `before` (NULL = at the end). */

@@ -49,13 +49,12 @@ START_TEST(warning_and_note) {
   diag_add_file(diag, "f.yaml", text, strlen(text));
   diag_warning(diag, at("f.yaml", 2, 4), "odd value");
   diag_note(diag, at("f.yaml", 1, 1), "first defined here");
-  ck_assert_str_eq(output(),
-                   "f.yaml:2:4: warning: odd value\n"
-                   "   2 | b: 2\n"
-                   "     |    ^\n"
-                   "f.yaml:1:1: note: first defined here\n"
-                   "   1 | a: 1\n"
-                   "     | ^\n");
+  ck_assert_str_eq(output(), "f.yaml:2:4: warning: odd value\n"
+                             "   2 | b: 2\n"
+                             "     |    ^\n"
+                             "f.yaml:1:1: note: first defined here\n"
+                             "   1 | a: 1\n"
+                             "     | ^\n");
   ck_assert_int_eq(diag_error_count(diag), 0);
 }
 END_TEST
@@ -64,10 +63,9 @@ START_TEST(tabs_are_copied) {
   const char *text = "\tx:\t\tvalue\n";
   diag_add_file(diag, "t.yaml", text, strlen(text));
   diag_error(diag, at("t.yaml", 1, 6), "here");
-  ck_assert_str_eq(output(),
-                   "t.yaml:1:6: error: here\n"
-                   "   1 | \tx:\t\tvalue\n"
-                   "     | \t  \t\t^\n");
+  ck_assert_str_eq(output(), "t.yaml:1:6: error: here\n"
+                             "   1 | \tx:\t\tvalue\n"
+                             "     | \t  \t\t^\n");
 }
 END_TEST
 
@@ -75,10 +73,9 @@ START_TEST(utf8_counts_characters) {
   const char *text = "n\xC3\xA9: x $\n";
   diag_add_file(diag, "u.yaml", text, strlen(text));
   diag_error(diag, at("u.yaml", 1, 7), "bad");
-  ck_assert_str_eq(output(),
-                   "u.yaml:1:7: error: bad\n"
-                   "   1 | n\xC3\xA9: x $\n"
-                   "     |       ^\n");
+  ck_assert_str_eq(output(), "u.yaml:1:7: error: bad\n"
+                             "   1 | n\xC3\xA9: x $\n"
+                             "     |       ^\n");
 }
 END_TEST
 
@@ -87,13 +84,12 @@ START_TEST(crlf_and_last_line_without_newline) {
   diag_add_file(diag, "c.yaml", text, strlen(text));
   diag_error(diag, at("c.yaml", 1, 4), "one");
   diag_error(diag, at("c.yaml", 2, 5), "past the end");
-  ck_assert_str_eq(output(),
-                   "c.yaml:1:4: error: one\n"
-                   "   1 | a: 1\n"
-                   "     |    ^\n"
-                   "c.yaml:2:5: error: past the end\n"
-                   "   2 | b: 2\n"
-                   "     |     ^\n");
+  ck_assert_str_eq(output(), "c.yaml:1:4: error: one\n"
+                             "   1 | a: 1\n"
+                             "     |    ^\n"
+                             "c.yaml:2:5: error: past the end\n"
+                             "   2 | b: 2\n"
+                             "     |     ^\n");
 }
 END_TEST
 
@@ -104,11 +100,10 @@ START_TEST(no_file_no_text_no_line) {
   diag_error(diag, at("other.yaml", 3, 2), "not registered");
   diag_error(diag, at("s.yaml", 7, 1), "line out of range");
   diag_error(diag, at("s.yaml", 0, 0), "no line");
-  ck_assert_str_eq(output(),
-                   "modelc: error: cannot read 'x.yaml': No such file or directory\n"
-                   "other.yaml:3:2: error: not registered\n"
-                   "s.yaml:7:1: error: line out of range\n"
-                   "s.yaml: error: no line\n");
+  ck_assert_str_eq(output(), "modelc: error: cannot read 'x.yaml': No such file or directory\n"
+                             "other.yaml:3:2: error: not registered\n"
+                             "s.yaml:7:1: error: line out of range\n"
+                             "s.yaml: error: no line\n");
 }
 END_TEST
 
@@ -122,10 +117,9 @@ START_TEST(control_characters_in_source) {
   const char text[] = "a: \x01\x1b[31m x\n";
   diag_add_file(diag, "b.yaml", text, sizeof text - 1);
   diag_error(diag, at("b.yaml", 1, 4), "bad");
-  ck_assert_str_eq(output(),
-                   "b.yaml:1:4: error: bad\n"
-                   "   1 | a: ??[31m x\n"
-                   "     |    ^\n");
+  ck_assert_str_eq(output(), "b.yaml:1:4: error: bad\n"
+                             "   1 | a: ??[31m x\n"
+                             "     |    ^\n");
 }
 END_TEST
 
@@ -135,10 +129,9 @@ START_TEST(wide_line_numbers) {
   text[40000] = 0;
   diag_add_file(diag, "w.yaml", text, 40000);
   diag_error(diag, at("w.yaml", 12345, 1), "deep");
-  ck_assert_str_eq(output(),
-                   "w.yaml:12345:1: error: deep\n"
-                   "12345 | x\n"
-                   "      | ^\n");
+  ck_assert_str_eq(output(), "w.yaml:12345:1: error: deep\n"
+                             "12345 | x\n"
+                             "      | ^\n");
 }
 END_TEST
 
@@ -170,10 +163,9 @@ START_TEST(error_limit) {
   ck_assert_ptr_nonnull(strstr(s, "modelc: error: error 20\nmodelc: note: note 20\n"));
   ck_assert_ptr_null(strstr(s, "error 21"));
   ck_assert_ptr_null(strstr(s, "note 21"));
-  ck_assert_str_eq(strstr(s, "modelc: error: error 20"),
-                   "modelc: error: error 20\n"
-                   "modelc: note: note 20\n"
-                   "modelc: note: 5 more errors not shown\n");
+  ck_assert_str_eq(strstr(s, "modelc: error: error 20"), "modelc: error: error 20\n"
+                                                         "modelc: note: note 20\n"
+                                                         "modelc: note: 5 more errors not shown\n");
   ck_assert_int_eq(diag_error_count(diag), 25);
   ck_assert(diag_full(diag));
 }
@@ -232,8 +224,12 @@ START_TEST(suggest_threshold_and_ties) {
   ck_assert_str_eq(diag_suggest("rel", ops, 4), "relu");
   const char *dup[] = {"heads", "heads"};
   ck_assert_str_eq(diag_suggest("head", dup, 2), "heads");
+  /* one letter for another is no typo; a different case is */
   const char *short_names[] = {"B", "T"};
-  ck_assert_ptr_null(diag_suggest("b", short_names, 2));
+  ck_assert_str_eq(diag_suggest("b", short_names, 2), "B");
+  ck_assert_ptr_null(diag_suggest("x", short_names, 2));
+  const char *both_cases[] = {"b", "B"};
+  ck_assert_ptr_null(diag_suggest("x", both_cases, 2));
   const char *other_names[] = {"B", "DD"};
   ck_assert_str_eq(diag_suggest("b", other_names, 2), "B");
 }

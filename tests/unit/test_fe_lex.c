@@ -160,11 +160,10 @@ START_TEST(malformed_numbers) {
   ck_assert_int_eq(next().kind, FE_TOK_ERROR);
   ck_assert_int_eq(next().kind, FE_TOK_ERROR);
   ck_assert_int_eq(next().kind, FE_TOK_EOF);
-  ck_assert_str_eq(output(),
-                   "e.txt:1:1: error: malformed number '3x'\n"
-                   "e.txt:1:4: error: malformed number '1e'\n"
-                   "e.txt:1:7: error: malformed number '1.2.3'\n"
-                   "e.txt:1:13: error: malformed number '.5'; write 0.5\n");
+  ck_assert_str_eq(output(), "e.txt:1:1: error: malformed number '3x'\n"
+                             "e.txt:1:4: error: malformed number '1e'\n"
+                             "e.txt:1:7: error: malformed number '1.2.3'\n"
+                             "e.txt:1:13: error: malformed number '.5'; write 0.5\n");
 }
 END_TEST
 

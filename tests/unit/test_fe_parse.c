@@ -218,9 +218,8 @@ START_TEST(unclosed_call) {
 END_TEST
 
 START_TEST(unclosed_group) {
-  ck_assert_str_eq(parse_error("(a + b"),
-                   "e.txt:1:7: error: expected ')' to close '('\n"
-                   "e.txt:1:1: note: '(' opened here\n");
+  ck_assert_str_eq(parse_error("(a + b"), "e.txt:1:7: error: expected ')' to close '('\n"
+                                          "e.txt:1:1: note: '(' opened here\n");
 }
 END_TEST
 
@@ -232,14 +231,14 @@ START_TEST(unclosed_list) {
 END_TEST
 
 START_TEST(missing_comma) {
-  ck_assert_str_eq(parse_error("f(a b, c)"),
-                   "e.txt:1:5: error: expected ',' or ')' to close '('\n"
-                   "e.txt:1:2: note: '(' opened here\n");
+  ck_assert_str_eq(parse_error("f(a b, c)"), "e.txt:1:5: error: expected ',' or ')' to close '('\n"
+                                             "e.txt:1:2: note: '(' opened here\n");
 }
 END_TEST
 
 START_TEST(expected_expression) {
-  ck_assert_str_eq(parse_error("f(a, , b)"), "e.txt:1:6: error: expected an expression, found ','\n");
+  ck_assert_str_eq(parse_error("f(a, , b)"),
+                   "e.txt:1:6: error: expected an expression, found ','\n");
 }
 END_TEST
 
@@ -249,12 +248,14 @@ START_TEST(trailing_comma) {
 END_TEST
 
 START_TEST(operator_at_end) {
-  ck_assert_str_eq(parse_error("a +"), "e.txt:1:4: error: expected an expression, found end of expression\n");
+  ck_assert_str_eq(parse_error("a +"),
+                   "e.txt:1:4: error: expected an expression, found end of expression\n");
 }
 END_TEST
 
 START_TEST(lone_minus) {
-  ck_assert_str_eq(parse_error("-"), "e.txt:1:2: error: expected an expression, found end of expression\n");
+  ck_assert_str_eq(parse_error("-"),
+                   "e.txt:1:2: error: expected an expression, found end of expression\n");
 }
 END_TEST
 
@@ -272,16 +273,14 @@ START_TEST(duplicate_keyword) {
 END_TEST
 
 START_TEST(keyword_in_list) {
-  ck_assert_str_eq(parse_error("[a=1]"),
-                   "e.txt:1:3: error: expected ',' or ']' to close '['\n"
-                   "e.txt:1:1: note: '[' opened here\n");
+  ck_assert_str_eq(parse_error("[a=1]"), "e.txt:1:3: error: expected ',' or ']' to close '['\n"
+                                         "e.txt:1:1: note: '[' opened here\n");
 }
 END_TEST
 
 START_TEST(keyword_needs_name) {
-  ck_assert_str_eq(parse_error("f(1=2)"),
-                   "e.txt:1:4: error: expected ',' or ')' to close '('\n"
-                   "e.txt:1:2: note: '(' opened here\n");
+  ck_assert_str_eq(parse_error("f(1=2)"), "e.txt:1:4: error: expected ',' or ')' to close '('\n"
+                                          "e.txt:1:2: note: '(' opened here\n");
 }
 END_TEST
 
@@ -308,7 +307,7 @@ END_TEST
 START_TEST(empty) {
   ck_assert_str_eq(parse_error(""), "e.txt:1:1: error: empty expression\n");
   ck_assert_str_eq(parse_error("   "), "e.txt:1:1: error: empty expression\n"
-                                "e.txt:1:1: error: empty expression\n");
+                                       "e.txt:1:1: error: empty expression\n");
 }
 END_TEST
 
@@ -360,24 +359,22 @@ START_TEST(very_deep_does_not_crash) {
 END_TEST
 
 START_TEST(errors_through_yaml) {
-  const char *text =
-      "graph:\n"
-      "  - attn: attention(x, heads=4,\n"
-      "      causal=yes $)\n"
-      "  - y: \"relu(x,, 2)\"\n";
+  const char *text = "graph:\n"
+                     "  - attn: attention(x, heads=4,\n"
+                     "      causal=yes $)\n"
+                     "  - y: \"relu(x,, 2)\"\n";
   diag_add_file(diag, "spec.yaml", text, strlen(text));
   fe_yaml_node *root = fe_yaml_load(arena, diag, "spec.yaml", text, strlen(text));
   ck_assert_ptr_nonnull(root);
   fe_yaml_node *graph = fe_yaml_get(root, "graph");
   ck_assert_ptr_null(fe_parse_scalar(arena, diag, graph->items[0]->values[0]));
   ck_assert_ptr_null(fe_parse_scalar(arena, diag, graph->items[1]->values[0]));
-  ck_assert_str_eq(output(),
-                   "spec.yaml:3:18: error: unexpected character '$'\n"
-                   "   3 |       causal=yes $)\n"
-                   "     |                  ^\n"
-                   "spec.yaml:4:16: error: expected an expression, found ','\n"
-                   "   4 |   - y: \"relu(x,, 2)\"\n"
-                   "     |                ^\n");
+  ck_assert_str_eq(output(), "spec.yaml:3:18: error: unexpected character '$'\n"
+                             "   3 |       causal=yes $)\n"
+                             "     |                  ^\n"
+                             "spec.yaml:4:16: error: expected an expression, found ','\n"
+                             "   4 |   - y: \"relu(x,, 2)\"\n"
+                             "     |                ^\n");
 }
 END_TEST
 
@@ -386,10 +383,9 @@ START_TEST(parse_scalar_rejects_collections) {
   diag_add_file(diag, "s.yaml", text, strlen(text));
   fe_yaml_node *root = fe_yaml_load(arena, diag, "s.yaml", text, strlen(text));
   ck_assert_ptr_null(fe_parse_scalar(arena, diag, fe_yaml_get(root, "a")));
-  ck_assert_str_eq(output(),
-                   "s.yaml:1:4: error: expected an expression, found a list\n"
-                   "   1 | a: [x, y]\n"
-                   "     |    ^\n");
+  ck_assert_str_eq(output(), "s.yaml:1:4: error: expected an expression, found a list\n"
+                             "   1 | a: [x, y]\n"
+                             "     |    ^\n");
 }
 END_TEST
 

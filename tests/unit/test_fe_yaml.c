@@ -52,15 +52,14 @@ static ir_loc loc_of(const fe_yaml_node *scalar, const char *needle) {
 /* ---- the tree ---- */
 
 START_TEST(node_locations) {
-  fe_yaml_node *root = load(
-      "# comment\n"
-      "model: tiny\n"
-      "dims:\n"
-      "  B: 8\n"
-      "outputs: [a, 'b']\n"
-      "graph:\n"
-      "  - x: relu(y)\n"
-      "  -   z: \"w\"\n");
+  fe_yaml_node *root = load("# comment\n"
+                            "model: tiny\n"
+                            "dims:\n"
+                            "  B: 8\n"
+                            "outputs: [a, 'b']\n"
+                            "graph:\n"
+                            "  - x: relu(y)\n"
+                            "  -   z: \"w\"\n");
   ck_assert_ptr_nonnull(root);
   ck_assert_int_eq(root->kind, FE_YAML_MAPPING);
   ck_assert_int_eq(root->count, 4);
@@ -117,7 +116,8 @@ START_TEST(null_values_and_styles) {
 END_TEST
 
 START_TEST(crlf_and_bom) {
-  fe_yaml_node *root = load("\xEF\xBB\xBF" "a: 1\r\nb: x + y\r\n");
+  fe_yaml_node *root = load("\xEF\xBB\xBF"
+                            "a: 1\r\nb: x + y\r\n");
   ck_assert_ptr_nonnull(root);
   assert_loc(root->keys[0]->loc, 1, 1);
   fe_yaml_node *b = fe_yaml_get(root, "b");
@@ -140,7 +140,7 @@ START_TEST(offset_plain) {
   fe_yaml_node *root = load("graph:\n  - attn: attention(ln1, heads=H)\n");
   fe_yaml_node *v = fe_yaml_get(root, "graph")->items[0]->values[0];
   assert_loc(fe_yaml_offset_loc(v, 0), 2, 11);
-  assert_loc(loc_of(v, "heads"), 2, 27);
+  assert_loc(loc_of(v, "heads"), 2, 26);
   assert_loc(fe_yaml_offset_loc(v, v->length), 2, 11 + (int)v->length);
   assert_loc(fe_yaml_offset_loc(v, 1000), 2, 11 + (int)v->length);
 }
@@ -161,7 +161,7 @@ START_TEST(offset_single_quoted) {
   assert_loc(v->loc, 1, 4);
   assert_loc(fe_yaml_offset_loc(v, 0), 1, 5);
   assert_loc(loc_of(v, "p"), 1, 17);
-  assert_loc(loc_of(v, "$"), 1, 23);
+  assert_loc(loc_of(v, "$"), 1, 22);
 }
 END_TEST
 
@@ -179,33 +179,31 @@ START_TEST(offset_double_quoted) {
 END_TEST
 
 START_TEST(offset_multiline_plain) {
-  const char *text =
-      "graph:\n"
-      "  - attn: attention(x, heads=4,   \n"
-      "      causal=yes,\n"
-      "\n"
-      "         window=2 $)\n";
+  const char *text = "graph:\n"
+                     "  - attn: attention(x, heads=4,   \n"
+                     "      causal=yes,\n"
+                     "\n"
+                     "         window=2 $)\n";
   fe_yaml_node *root = load(text);
   fe_yaml_node *v = fe_yaml_get(root, "graph")->items[0]->values[0];
   ck_assert_str_eq(v->value, "attention(x, heads=4, causal=yes,\nwindow=2 $)");
-  assert_loc(loc_of(v, "heads"), 2, 23);
+  assert_loc(loc_of(v, "heads"), 2, 24);
   assert_loc(loc_of(v, "causal"), 3, 7);
   assert_loc(loc_of(v, "yes"), 3, 14);
   assert_loc(loc_of(v, "window"), 5, 10);
   assert_loc(loc_of(v, "$"), 5, 19);
   /* the space that stands for the fold points at the end of the line */
-  assert_loc(loc_of(v, " causal"), 2, 30);
+  assert_loc(loc_of(v, " causal"), 2, 32);
 }
 END_TEST
 
 START_TEST(offset_multiline_quoted) {
-  const char *text =
-      "a: \"f(x,\n"
-      "    y) \\\n"
-      "    + $\"\n"
-      "b: 'g(a,\n"
-      "\n"
-      "  b'\n";
+  const char *text = "a: \"f(x,\n"
+                     "    y) \\\n"
+                     "    + $\"\n"
+                     "b: 'g(a,\n"
+                     "\n"
+                     "  b'\n";
   fe_yaml_node *root = load(text);
   fe_yaml_node *a = fe_yaml_get(root, "a");
   ck_assert_str_eq(a->value, "f(x, y) + $");
@@ -219,15 +217,14 @@ START_TEST(offset_multiline_quoted) {
 END_TEST
 
 START_TEST(offset_block_scalars) {
-  const char *text =
-      "a: |\n"
-      "  f(x,\n"
-      "    y) $\n"
-      "b: >-\n"
-      "  g(x,\n"
-      "  y)\n"
-      "\n"
-      "  z $\n";
+  const char *text = "a: |\n"
+                     "  f(x,\n"
+                     "    y) $\n"
+                     "b: >-\n"
+                     "  g(x,\n"
+                     "  y)\n"
+                     "\n"
+                     "  z $\n";
   fe_yaml_node *root = load(text);
   fe_yaml_node *a = fe_yaml_get(root, "a");
   ck_assert_str_eq(a->value, "f(x,\n  y) $\n");
@@ -243,8 +240,7 @@ START_TEST(offset_block_scalars) {
 END_TEST
 
 START_TEST(offset_without_source) {
-  fe_yaml_node n = {.kind = FE_YAML_SCALAR, .value = "a + b", .length = 5,
-                    .loc = {"x.yaml", 3, 7}};
+  fe_yaml_node n = {.kind = FE_YAML_SCALAR, .value = "a + b", .length = 5, .loc = {"x.yaml", 3, 7}};
   assert_loc(fe_yaml_offset_loc(&n, 4), 3, 11);
   fe_yaml_node m = {.kind = FE_YAML_MAPPING, .loc = {"x.yaml", 2, 2}};
   assert_loc(fe_yaml_offset_loc(&m, 4), 2, 2);
@@ -255,76 +251,70 @@ END_TEST
 
 START_TEST(duplicate_key) {
   ck_assert_ptr_null(load("model: a\ndims:\n  B: 1\n  B: 2\nmodel: b\n"));
-  ck_assert_str_eq(output(),
-                   "s.yaml:4:3: error: duplicate key 'B'\n"
-                   "   4 |   B: 2\n"
-                   "     |   ^\n"
-                   "s.yaml:3:3: note: first defined here\n"
-                   "   3 |   B: 1\n"
-                   "     |   ^\n"
-                   "s.yaml:5:1: error: duplicate key 'model'\n"
-                   "   5 | model: b\n"
-                   "     | ^\n"
-                   "s.yaml:1:1: note: first defined here\n"
-                   "   1 | model: a\n"
-                   "     | ^\n");
+  ck_assert_str_eq(output(), "s.yaml:4:3: error: duplicate key 'B'\n"
+                             "   4 |   B: 2\n"
+                             "     |   ^\n"
+                             "s.yaml:3:3: note: first defined here\n"
+                             "   3 |   B: 1\n"
+                             "     |   ^\n"
+                             "s.yaml:5:1: error: duplicate key 'model'\n"
+                             "   5 | model: b\n"
+                             "     | ^\n"
+                             "s.yaml:1:1: note: first defined here\n"
+                             "   1 | model: a\n"
+                             "     | ^\n");
 }
 END_TEST
 
 START_TEST(duplicate_key_quoted) {
   ck_assert_ptr_null(load("{a: 1, 'a': 2}"));
-  ck_assert_str_eq(output(),
-                   "s.yaml:1:8: error: duplicate key 'a'\n"
-                   "   1 | {a: 1, 'a': 2}\n"
-                   "     |        ^\n"
-                   "s.yaml:1:2: note: first defined here\n"
-                   "   1 | {a: 1, 'a': 2}\n"
-                   "     |  ^\n");
+  ck_assert_str_eq(output(), "s.yaml:1:8: error: duplicate key 'a'\n"
+                             "   1 | {a: 1, 'a': 2}\n"
+                             "     |        ^\n"
+                             "s.yaml:1:2: note: first defined here\n"
+                             "   1 | {a: 1, 'a': 2}\n"
+                             "     |  ^\n");
 }
 END_TEST
 
 START_TEST(anchors_and_aliases) {
   ck_assert_ptr_null(load("a: &x 1\nb: *x\n"));
-  ck_assert_str_eq(output(),
-                   "s.yaml:1:4: error: YAML anchors and aliases are not supported\n"
-                   "   1 | a: &x 1\n"
-                   "     |    ^\n"
-                   "s.yaml:2:4: error: YAML anchors and aliases are not supported\n"
-                   "   2 | b: *x\n"
-                   "     |    ^\n");
+  ck_assert_str_eq(output(), "s.yaml:1:4: error: YAML anchors and aliases are not supported\n"
+                             "   1 | a: &x 1\n"
+                             "     |    ^\n"
+                             "s.yaml:2:4: error: YAML anchors and aliases are not supported\n"
+                             "   2 | b: *x\n"
+                             "     |    ^\n");
 }
 END_TEST
 
 START_TEST(tags) {
   ck_assert_ptr_null(load("a: !!str 1\nb: !foo [1]\n"));
-  ck_assert_str_eq(output(),
-                   "s.yaml:1:4: error: YAML tags are not supported\n"
-                   "   1 | a: !!str 1\n"
-                   "     |    ^\n"
-                   "s.yaml:2:4: error: YAML tags are not supported\n"
-                   "   2 | b: !foo [1]\n"
-                   "     |    ^\n");
+  ck_assert_str_eq(output(), "s.yaml:1:4: error: YAML tags are not supported\n"
+                             "   1 | a: !!str 1\n"
+                             "     |    ^\n"
+                             "s.yaml:2:4: error: YAML tags are not supported\n"
+                             "   2 | b: !foo [1]\n"
+                             "     |    ^\n");
 }
 END_TEST
 
 START_TEST(complex_keys) {
   ck_assert_ptr_null(load("? [a, b]\n: 1\n{x: 1}: 2\n"));
-  ck_assert_str_eq(output(),
-                   "s.yaml:1:3: error: YAML mapping keys must be scalars\n"
-                   "   1 | ? [a, b]\n"
-                   "     |   ^\n"
-                   "s.yaml:3:1: error: YAML mapping keys must be scalars\n"
-                   "   3 | {x: 1}: 2\n"
-                   "     | ^\n");
+  ck_assert_str_eq(output(), "s.yaml:1:3: error: YAML mapping keys must be scalars\n"
+                             "   1 | ? [a, b]\n"
+                             "     |   ^\n"
+                             "s.yaml:3:1: error: YAML mapping keys must be scalars\n"
+                             "   3 | {x: 1}: 2\n"
+                             "     | ^\n");
 }
 END_TEST
 
 START_TEST(multiple_documents) {
   ck_assert_ptr_null(load("a: 1\n---\nb: 2\n"));
-  ck_assert_str_eq(output(),
-                   "s.yaml:2:1: error: a spec must be a single YAML document\n"
-                   "   2 | ---\n"
-                   "     | ^\n");
+  ck_assert_str_eq(output(), "s.yaml:2:1: error: a spec must be a single YAML document\n"
+                             "   2 | ---\n"
+                             "     | ^\n");
 }
 END_TEST
 
@@ -388,20 +378,18 @@ END_TEST
 
 START_TEST(invalid_utf8) {
   ck_assert_ptr_null(load("a: 1\nb: x\xFFy\n"));
-  ck_assert_str_eq(output(),
-                   "s.yaml:2:5: error: YAML: invalid leading UTF-8 octet\n"
-                   "   2 | b: x\xFFy\n"
-                   "     |     ^\n");
+  ck_assert_str_eq(output(), "s.yaml:2:5: error: YAML: invalid leading UTF-8 octet\n"
+                             "   2 | b: x\xFFy\n"
+                             "     |     ^\n");
 }
 END_TEST
 
 START_TEST(nul_byte) {
   const char text[] = "a: 1\nb: x\0y\n";
   ck_assert_ptr_null(load_n(text, sizeof text - 1));
-  ck_assert_str_eq(output(),
-                   "s.yaml:2:5: error: YAML: control characters are not allowed\n"
-                   "   2 | b: x?y\n"
-                   "     |     ^\n");
+  ck_assert_str_eq(output(), "s.yaml:2:5: error: YAML: control characters are not allowed\n"
+                             "   2 | b: x?y\n"
+                             "     |     ^\n");
 }
 END_TEST
 
@@ -430,8 +418,8 @@ START_TEST(garbage_does_not_crash) {
     size_t n = next_random() % 80;
     char *text = ir_arena_alloc(arena, n + 1);
     for (size_t i = 0; i < n; i++)
-      text[i] = round % 3 == 0 ? (char)next_random()
-                               : alphabet[next_random() % (sizeof alphabet - 1)];
+      text[i] =
+          round % 3 == 0 ? (char)next_random() : alphabet[next_random() % (sizeof alphabet - 1)];
     fe_yaml_node *root = load_n(text, n);
     if (root && root->kind == FE_YAML_SCALAR) {
       for (size_t k = 0; k <= root->length + 1; k++) fe_yaml_offset_loc(root, k);
