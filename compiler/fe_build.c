@@ -527,6 +527,7 @@ ir_graph *fe_build_graph(ir_arena *arena, diag_engine *d, const fe_spec *spec, f
   b.spec = spec;
   b.mode = mode;
   b.graph = ir_graph_new(arena, spec->model);
+  b.graph->training = mode == FE_MODE_TRAIN;
   fe_scope top = {0};
   top.prefix = "";
   b.scope = &top;

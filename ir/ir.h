@@ -160,6 +160,10 @@ typedef struct ir_node {
 typedef struct ir_graph {
   ir_arena *arena;
   const char *name;
+  /* Built in training mode: dropout active, batch statistics, the loss
+   * output named "loss"; autodiff differentiates only such graphs.
+   * Printed as `graph NAME mode=train {`. */
+  bool training;
   ir_node *first, *last;
   int next_value_id, next_node_id;
   /* name -> value table for unique naming and the parser */
@@ -247,6 +251,10 @@ int ir_verify(const ir_graph *g, bool expanded, FILE *err_out);
 
 /* expand.c: every layer op into primitives. */
 bool ir_pass_expand(ir_graph *g, char *err, size_t errlen);
+/* autodiff.c: in a training graph, appends the backward graph of the
+ * output named "loss": one `grad %param, %g` effect per parameter that
+ * the loss depends on. Does nothing to other graphs. */
+bool ir_pass_autodiff(ir_graph *g, char *err, size_t errlen);
 /* dce.c: removes nodes whose results are unused, keeping effects. */
 bool ir_pass_dce(ir_graph *g, char *err, size_t errlen);
 

@@ -26,6 +26,13 @@ SHAPE_RULE(ir_shape_none)
 SHAPE_RULE(ir_shape_linear)
 SHAPE_RULE(ir_shape_cross_entropy)
 SHAPE_RULE(ir_shape_loss_pair)
+SHAPE_RULE(ir_shape_grad_like)
+SHAPE_RULE(ir_shape_max_grad)
+SHAPE_RULE(ir_shape_nll_loss_grad)
+SHAPE_RULE(ir_shape_conv_grad)
+SHAPE_RULE(ir_shape_first_input)
+SHAPE_RULE(ir_shape_gather_grad)
+SHAPE_RULE(ir_shape_pad)
 #undef SHAPE_RULE
 
 /* Broadcasts two shapes as PyTorch does; false if they do not. */
