@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "codegen/cg.h"
 #include "compiler/fe.h"
 
 enum { DRV_OK = 0, DRV_USER_ERROR = 1, DRV_INTERNAL_ERROR = 2 };
@@ -39,7 +40,16 @@ bool drv_mode(const drv_args *args, const fe_spec *spec, fe_mode *out);
 /* Reads a whole file into the arena (NUL-terminated); reports on stderr. */
 char *drv_read_file(ir_arena *arena, const char *path, size_t *len);
 
+/* Spec -> lowered and planned program (drv_build.c). */
+int drv_compile(ir_arena *arena, const char *spec_path, cg_program **out, cg_spec_info *info);
+/* mkdir -p; false if it cannot be made. */
+bool drv_make_dirs(const char *path);
+
 int drv_check(int argc, char **argv);
 int drv_ir(int argc, char **argv);
+int drv_build(int argc, char **argv);
+int drv_run(int argc, char **argv);
+int drv_train(int argc, char **argv);
+int drv_data(int argc, char **argv);
 
 #endif

@@ -87,15 +87,15 @@ bool drv_mode(const drv_args *args, const fe_spec *spec, fe_mode *out) {
   if (!mode) return true;
   if (strcmp(mode, "infer") == 0) {
     *out = FE_MODE_INFER;
-  } else if (strcmp(mode, "train") == 0) {
+  } else if (strcmp(mode, "train") == 0 || strcmp(mode, "eval") == 0) {
     if (spec && !spec->has_train) {
-      fprintf(stderr, "modelc %s: error: --mode=train needs a spec with a 'train:' section\n",
-              args->command);
+      fprintf(stderr, "modelc %s: error: --mode=%s needs a spec with a 'train:' section\n",
+              args->command, mode);
       return false;
     }
-    *out = FE_MODE_TRAIN;
+    *out = mode[0] == 't' ? FE_MODE_TRAIN : FE_MODE_EVAL;
   } else {
-    fprintf(stderr, "modelc %s: error: unknown mode '%s' (modes: infer, train)\n", args->command,
+    fprintf(stderr, "modelc %s: error: unknown mode '%s' (modes: infer, eval, train)\n", args->command,
             mode);
     return false;
   }

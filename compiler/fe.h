@@ -234,7 +234,10 @@ bool fe_eval_int(diag_engine *d, const fe_spec *spec, const fe_expr *e, int64_t 
 
 /* ---- building the graph (fe_build.c) ---- */
 
-typedef enum { FE_MODE_INFER, FE_MODE_TRAIN } fe_mode;
+/* INFER: outputs only; EVAL: inference semantics (dropout off, running
+ * statistics) plus the loss as output "loss"; TRAIN: training semantics
+ * and the loss. */
+typedef enum { FE_MODE_INFER, FE_MODE_TRAIN, FE_MODE_EVAL } fe_mode;
 
 /* Builds the graph of the spec: inputs, parameters (named by the
  * contract's rule), layer ops and primitives, one output per `outputs:`

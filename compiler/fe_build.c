@@ -514,7 +514,7 @@ static void build_outputs(fe_builder *b) {
                loss->name, ir_type_format(&v->type, buf, sizeof buf));
     return;
   }
-  if (b->mode == FE_MODE_TRAIN) add_output(b, v, "loss", loss->loc);
+  if (b->mode != FE_MODE_INFER) add_output(b, v, "loss", loss->loc);
 }
 
 /* ---- entry ---- */

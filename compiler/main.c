@@ -20,10 +20,11 @@ typedef struct command {
 static const command commands[] = {
     {"check", "validate a spec; summary of parameters, FLOPs and memory", drv_check},
     {"ir", "print the graph IR at a stage of the pipeline", drv_ir},
-    {"build", "generate C, CUDA or an object file (code generation: not in this release)", NULL},
-    {"run", "run a model on one batch (needs code generation: not in this release)", NULL},
-    {"train", "train a model on data (needs code generation: not in this release)", NULL},
-    {"bench", "benchmark a model (needs code generation: not in this release)", NULL},
+    {"build", "generate standalone C (-t c) for a spec", drv_build},
+    {"run", "run a model on one batch: outputs, loss, gradients", drv_run},
+    {"train", "train a model on data, with checkpoints and metrics", drv_train},
+    {"data", "convert text or Fashion-MNIST files into training data", drv_data},
+    {"bench", "benchmark a model (comes with the fusion release)", NULL},
 };
 
 enum { NUM_COMMANDS = sizeof commands / sizeof commands[0] };
@@ -59,8 +60,8 @@ int main(int argc, char **argv) {
   for (int i = 0; i < NUM_COMMANDS; i++) {
     if (strcmp(commands[i].name, name) != 0) continue;
     if (!commands[i].run) {
-      fprintf(stderr, "modelc %s: error: this command needs code generation, which this release "
-                      "of modelc does not include yet\n", name);
+      fprintf(stderr, "modelc %s: error: this release of modelc has no %s command yet\n", name,
+              name);
       return DRV_USER_ERROR;
     }
     return commands[i].run(argc - 2, argv + 2);

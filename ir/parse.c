@@ -1,6 +1,6 @@
 /* parse.c: reads the IR text form that print.c writes.
  *
- *   graph NAME {
+ *   graph NAME [mode=train|infer] {
  *     %v: TYPE, ... = OP %a, %b attr=VAL ... @LINE:COL scope="S"
  *     OP %a attr=VAL
  *   }
@@ -680,6 +680,20 @@ static bool parse_node(parser *p) {
 
 /* ---- graph ---- */
 
+/* `mode=train` marks a training graph (ir_graph.training); `mode=infer`
+ * is the default, accepted for symmetry. */
+static bool parse_mode(parser *p) {
+  if (!is_ident(p, "mode")) return true;
+  lex(p);
+  if (!expect_punct(p, '=')) return false;
+  if (is_ident(p, "train"))
+    p->g->training = true;
+  else if (!is_ident(p, "infer"))
+    return expected(p, "'train' or 'infer'");
+  lex(p);
+  return !p->failed;
+}
+
 static bool parse_header(parser *p) {
   skip_newlines(p);
   if (!is_ident(p, "graph")) return expected(p, "'graph'");
@@ -688,7 +702,7 @@ static bool parse_header(parser *p) {
   p->g = ir_graph_new(p->arena, p->tok.text);
   if (!p->g) return error_tok(p, &p->tok, "out of memory");
   lex(p);
-  if (!expect_punct(p, '{')) return false;
+  if (!parse_mode(p) || !expect_punct(p, '{')) return false;
   if (p->tok.kind != TOK_NEWLINE) return expected(p, "the end of the line");
   return true;
 }

@@ -11,6 +11,7 @@
 
 static const ir_pass_info pipeline[] = {
     {"expand", "expanded", ir_pass_expand},
+    {"autodiff", "autodiff", ir_pass_autodiff},
     {"dce", "final", ir_pass_dce},
 };
 
@@ -23,7 +24,7 @@ const ir_pass_info *ir_pipeline(int *count) {
   return pipeline;
 }
 
-/* "parsed, expanded, final" or "expand, dce" into buf. */
+/* "parsed, expanded, autodiff, final" or "expand, autodiff, dce" into buf. */
 static void list_names(bool stages, char *buf, size_t len) {
   size_t used = (size_t)snprintf(buf, len, "%s", stages ? first_stage : "");
   for (int i = 0; i < PIPELINE_LEN && used < len; i++) {

@@ -1,6 +1,6 @@
 /* print.c: the IR text form (grammar in ir.h; parse.c reads it back).
  *
- *   graph NAME {
+ *   graph NAME [mode=train] {
  *     %v: TYPE = OP %a, %b attr=VAL @LINE:COL scope="S"
  *     OP %a attr=VAL
  *   }
@@ -199,6 +199,7 @@ static void put_graph(sink *s, const ir_graph *g) {
     put(s, "%s", name);
   else
     put_quoted(s, name);
+  if (g->training) put(s, " mode=train");
   put(s, " {\n");
   for (const ir_node *n = g->first; n; n = n->next) {
     put(s, "  ");

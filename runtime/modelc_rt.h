@@ -34,6 +34,15 @@ typedef enum {
 
 enum { MODELC_RT_MAX_RANK = 8 };
 
+/* A tensor a model expects: name, dtype and shape. */
+typedef struct modelc_rt_tensor_desc {
+  const char *name;
+  modelc_rt_dtype dtype;
+  int rank;
+  int64_t shape[MODELC_RT_MAX_RANK];
+} modelc_rt_tensor_desc;
+
+
 const char *modelc_rt_dtype_name(modelc_rt_dtype dtype); /* "F32" as safetensors spells it */
 size_t modelc_rt_dtype_size(modelc_rt_dtype dtype);
 float modelc_rt_bf16_to_f32(uint16_t v);
@@ -55,6 +64,19 @@ static inline float modelc_rt_softplus(float x) { return fmaxf(x, 0.0f) + log1pf
 static inline float modelc_rt_sign(float x) { return (float)((x > 0.0f) - (x < 0.0f)); }
 float modelc_rt_gelu_grad(float x);      /* d gelu / dx */
 float modelc_rt_gelu_tanh_grad(float x); /* d gelu_tanh / dx */
+/* d silu / dx = s (1 + x (1 - s)), s = sigmoid(x) */
+static inline float modelc_rt_silu_grad(float x) {
+  float s = modelc_rt_sigmoid(x);
+  return s * (1.0f + x * (1.0f - s));
+}
+
+/* A parallel loop in generated code when OpenMP is on (plain pragmas
+ * would warn under -Wall without -fopenmp). */
+#ifdef _OPENMP
+#define MODELC_RT_PARALLEL_FOR _Pragma("omp parallel for")
+#else
+#define MODELC_RT_PARALLEL_FOR
+#endif
 
 /* ---- safetensors ----
  * The format: 8-byte little-endian header length N, N bytes of JSON
@@ -69,7 +91,7 @@ typedef struct modelc_rt_st_tensor {
   modelc_rt_dtype dtype;
   int rank;
   int64_t shape[MODELC_RT_MAX_RANK];
-  size_t offset, nbytes; /* into data */
+  size_t offset, nbytes; /* into data: the tensor starts at data + offset */
 } modelc_rt_st_tensor;
 
 typedef struct modelc_rt_st_file {
@@ -101,11 +123,30 @@ typedef struct modelc_rt_st_entry {
   const void *data;
 } modelc_rt_st_entry;
 
-/* Writes entries (sorted by name in the header, as the safetensors Python
- * package does) atomically: a temporary file in the same directory,
- * fsync, rename, fsync of the directory. On failure nothing is left. */
+/* Writes entries in the order the safetensors Python package uses, which
+ * keeps each tensor aligned: by dtype (I64, F64, F32, I32, BF16, F16, U8),
+ * then by name (the same bytes as its save_file), atomically: a temporary
+ * file in the same directory, fsync, rename, fsync of the directory. On
+ * failure nothing is left. */
 int modelc_rt_st_write(const char *path, const modelc_rt_st_entry *entries, int count,
                        char *err, size_t errlen);
+
+/* Whole files (rt_safetensors.c), for the data tools: a file read into
+ * memory (*data malloc'd, the caller frees it), and a file written
+ * atomically from `count` parts as modelc_rt_st_write does. */
+int modelc_rt_read_file(const char *path, unsigned char **data, size_t *size, char *err,
+                        size_t errlen);
+int modelc_rt_write_file_atomic(const char *path, const void *const *parts, const size_t *sizes,
+                                int count, char *err, size_t errlen);
+
+/* Loading a model's tensors (rt_model.c): tensor `want` from f into dst
+ * (f32, or i64 for scalars such as num_batches_tracked): a missing or
+ * misshaped tensor is an error naming file and tensor. */
+int modelc_rt_load_tensor(const modelc_rt_st_file *f, const modelc_rt_tensor_desc *want, void *dst,
+                          char *err, size_t errlen);
+/* An error naming the first tensor of f that is not among `known`. */
+int modelc_rt_check_no_extra(const modelc_rt_st_file *f, const modelc_rt_tensor_desc *known,
+                             int count, char *err, size_t errlen);
 
 /* ---- data sets ---- */
 
@@ -246,8 +287,8 @@ void modelc_rt_upsample_bilinear(float *y, const float *x, int64_t planes, int64
 void modelc_rt_upsample_bilinear_grad(float *dx, const float *g, int64_t planes, int64_t h,
                                       int64_t w, int64_t scale);
 
-/* Embedding: out [count, dim] = table[ids[i]]; ids outside [0, num) give
- * -1 from the check function, which generated code calls first. */
+/* Embedding: out [count, dim] = table[ids[i]]. The check returns 0 when
+ * every id is in [0, num), else -1; generated code calls it first. */
 int64_t modelc_rt_check_ids(const int32_t *ids, int64_t count, int64_t num);
 void modelc_rt_gather(float *out, const float *table, const int32_t *ids, int64_t count,
                       int64_t dim);
@@ -275,13 +316,6 @@ double modelc_rt_seconds(void); /* monotonic */
 /* ---- the generic driver (behind <model>_main.c) ----
  * A generated model describes itself with a modelc_rt_model; the driver
  * implements `train` and `run` for any model through it. */
-
-typedef struct modelc_rt_tensor_desc {
-  const char *name;
-  modelc_rt_dtype dtype;
-  int rank;
-  int64_t shape[MODELC_RT_MAX_RANK];
-} modelc_rt_tensor_desc;
 
 typedef struct modelc_rt_train_config {
   int optimizer; /* 0 adamw, 1 sgd */

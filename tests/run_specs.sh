@@ -3,8 +3,8 @@
 #
 # For every specs/*.yaml:
 #   check       `modelc check SPEC` exits 0 with nothing on stderr;
-#   round trip  for each stage (parsed, expanded, final) and mode (infer,
-#               and train when the spec has a `train:` section):
+#   round trip  for each stage (parsed, expanded, autodiff, final) and mode
+#               (infer, and train when the spec has a `train:` section):
 #               `modelc ir SPEC --stage=S --mode=M > a.ir`, then
 #               `modelc ir a.ir > b.ir`, and a.ir must equal b.ir.
 #
@@ -22,7 +22,7 @@ if ! command -v "$MODELC" >/dev/null 2>&1; then
   exit 1
 fi
 TIMEOUT="${MODELC_TEST_TIMEOUT:-120}"
-STAGES=(parsed expanded final)
+STAGES=(parsed expanded autodiff final)
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT

@@ -77,13 +77,16 @@ static const char *dead_code_after =
 START_TEST(pipeline_table) {
   int count = 0;
   const ir_pass_info *passes = ir_pipeline(&count);
-  ck_assert_int_eq(count, 2);
+  ck_assert_int_eq(count, 3);
   ck_assert_str_eq(passes[0].name, "expand");
   ck_assert_str_eq(passes[0].stage, "expanded");
   ck_assert_ptr_eq(passes[0].run, ir_pass_expand);
-  ck_assert_str_eq(passes[1].name, "dce");
-  ck_assert_str_eq(passes[1].stage, "final");
-  ck_assert_ptr_eq(passes[1].run, ir_pass_dce);
+  ck_assert_str_eq(passes[1].name, "autodiff");
+  ck_assert_str_eq(passes[1].stage, "autodiff");
+  ck_assert_ptr_eq(passes[1].run, ir_pass_autodiff);
+  ck_assert_str_eq(passes[2].name, "dce");
+  ck_assert_str_eq(passes[2].stage, "final");
+  ck_assert_ptr_eq(passes[2].run, ir_pass_dce);
 }
 END_TEST
 
@@ -91,17 +94,17 @@ START_TEST(unknown_names) {
   ir_graph *graph = parse(dead_code);
   ir_pass_options opts = {.stop_after_stage = "lowered"};
   run(graph, opts, false);
-  ck_assert_str_eq(err, "unknown stage 'lowered' (stages: parsed, expanded, final)");
+  ck_assert_str_eq(err, "unknown stage 'lowered' (stages: parsed, expanded, autodiff, final)");
   opts = (ir_pass_options){.print_after = "fuse"};
   run(graph, opts, false);
-  ck_assert_str_eq(err, "unknown pass 'fuse' (passes: expand, dce)");
+  ck_assert_str_eq(err, "unknown pass 'fuse' (passes: expand, autodiff, dce)");
   /* a stage name is not a pass name, nor the reverse */
   opts = (ir_pass_options){.print_after = "final"};
   run(graph, opts, false);
-  ck_assert_str_eq(err, "unknown pass 'final' (passes: expand, dce)");
+  ck_assert_str_eq(err, "unknown pass 'final' (passes: expand, autodiff, dce)");
   opts = (ir_pass_options){.stop_after_stage = "dce"};
   run(graph, opts, false);
-  ck_assert_str_eq(err, "unknown stage 'dce' (stages: parsed, expanded, final)");
+  ck_assert_str_eq(err, "unknown stage 'dce' (stages: parsed, expanded, autodiff, final)");
   /* nothing ran */
   ck_assert_str_eq(print(graph), dead_code);
 }
@@ -130,8 +133,10 @@ START_TEST(print_after) {
 
   graph = parse(dead_code);
   printed = run(graph, (ir_pass_options){.print_after_all = true, .verify_each = true}, true);
-  snprintf(want, sizeof want, "// ----- IR after expand -----\n%s// ----- IR after dce -----\n%s",
-           dead_code, dead_code_after);
+  snprintf(want, sizeof want,
+           "// ----- IR after expand -----\n%s// ----- IR after autodiff -----\n%s"
+           "// ----- IR after dce -----\n%s",
+           dead_code, dead_code, dead_code_after);
   ck_assert_str_eq(printed, want);
 
   graph = parse(dead_code);
@@ -210,6 +215,91 @@ START_TEST(dce_keeps_shared_values) {
                                  "  %b: f32[4] = relu %a\n"
                                  "  output %b name=\"b\"\n"
                                  "}\n");
+}
+END_TEST
+
+/* ---- autodiff ---- */
+
+static const char *train_graph =
+    "graph t mode=train {\n"
+    "  %x: f32[2,3] = input\n"
+    "  %w: f32[3] = param init=\"ones\"\n"
+    "  %y: f32[2,3] = mul %x, %w @3:4\n"
+    "  %loss: f32[] = sum %y axes=[] keepdim=false\n"
+    "  output %loss name=\"loss\"\n"
+    "}\n";
+
+static const char *train_graph_backward =
+    "  %d.loss: f32[] = const value=1.0\n"
+    "  %d.y: f32[2,3] = broadcast %d.loss shape=[2,3]\n"
+    "  %d.w.full: f32[2,3] = mul %d.y, %x @3:4\n"
+    "  %d.w: f32[3] = sum %d.w.full axes=[0] keepdim=false @3:4\n"
+    "  grad %w, %d.w\n"
+    "}\n";
+
+/* train_graph with `from` replaced by `to`. */
+static const char *edited(const char *from, const char *to) {
+  static char text[1024];
+  const char *at = strstr(train_graph, from);
+  ck_assert_ptr_nonnull(at);
+  snprintf(text, sizeof text, "%.*s%s%s", (int)(at - train_graph), train_graph, to,
+           at + strlen(from));
+  return text;
+}
+
+START_TEST(autodiff_stage) {
+  ir_graph *graph = parse(train_graph);
+  run(graph, (ir_pass_options){.stop_after_stage = "autodiff", .verify_each = true}, true);
+  char want[2048];
+  snprintf(want, sizeof want, "%.*s%s", (int)(strlen(train_graph) - 2), train_graph,
+           train_graph_backward);
+  ck_assert_str_eq(print(graph), want);
+  /* a differentiated graph is left alone */
+  ck_assert(ir_pass_autodiff(graph, err, sizeof err));
+  ck_assert_str_eq(print(graph), want);
+  /* dce keeps the grad effects and what they use */
+  ck_assert(ir_pass_dce(graph, err, sizeof err));
+  ck_assert_str_eq(print(graph), want);
+}
+END_TEST
+
+START_TEST(autodiff_does_nothing) {
+  /* inference graphs, non-f32-scalar losses, losses no param reaches */
+  const char *texts[] = {
+      edited(" mode=train", ""),
+      edited("%loss: f32[] = sum %y axes=[] keepdim=false",
+             "%loss: f32[2] = sum %y axes=[1] keepdim=false"),
+      edited("%y: f32[2,3] = mul %x, %w", "%y: f32[2,3] = mul %x, %x"),
+  };
+  for (int i = 0; i < 3; i++) {
+    char text[1024];
+    snprintf(text, sizeof text, "%s", texts[i]);
+    ir_graph *graph = parse(text);
+    ck_assert_msg(ir_pass_autodiff(graph, err, sizeof err), "%s", err);
+    ck_assert_str_eq(print(graph), text);
+  }
+}
+END_TEST
+
+START_TEST(autodiff_errors) {
+  ir_graph *graph = parse(edited("name=\"loss\"", "name=\"total\""));
+  ck_assert(!ir_pass_autodiff(graph, err, sizeof err));
+  ck_assert_str_eq(err, "autodiff: the training graph has no output named \"loss\"");
+  /* a layer op (before expand) has no rule; the graph is left as it was */
+  char text[1024];
+  snprintf(text, sizeof text, "%s",
+           edited("%y: f32[2,3] = mul %x, %w @3:4\n",
+                  "%v: f32[3,3] = param init=\"ones\"\n"
+                  "  %y: f32[2,3] = linear %x, %v bias=false rank=0 @3:4\n"));
+  graph = parse(text);
+  ck_assert(!ir_pass_autodiff(graph, err, sizeof err));
+  ck_assert_str_eq(err, "autodiff: no gradient rule for op 'linear' (%y)");
+  ck_assert_str_eq(print(graph), text);
+  ck_assert(ir_pass_expand(graph, err, sizeof err));
+  ck_assert_msg(ir_pass_autodiff(graph, err, sizeof err), "%s", err);
+  ck_assert_int_eq(ir_verify(graph, true, NULL), 0);
+  ck_assert_ptr_nonnull(ir_graph_find(graph, "d.v"));
+  ck_assert_int_eq(graph->last->op, IR_OP_grad);
 }
 END_TEST
 
@@ -321,6 +411,9 @@ static Suite *suite(void) {
   tcase_add_test(tc, dce_chains_and_effects);
   tcase_add_test(tc, dce_everything_dead);
   tcase_add_test(tc, dce_keeps_shared_values);
+  tcase_add_test(tc, autodiff_stage);
+  tcase_add_test(tc, autodiff_does_nothing);
+  tcase_add_test(tc, autodiff_errors);
   tcase_add_test(tc, stats_memory_and_params);
   tcase_add_test(tc, node_flops_primitives);
   tcase_add_test(tc, node_flops_layers);

@@ -274,6 +274,34 @@ START_TEST(graph_names) {
 }
 END_TEST
 
+/* g->training prints as `mode=train` after the name and reads back. */
+START_TEST(training_mode) {
+  g->training = true;
+  src(IR_OP_input, T(IR_f32, 1, 2), "x");
+  ck_assert_str_eq(round_trip(g), "graph gpt_mini mode=train {\n"
+                                  "  %x: f32[2] = input\n"
+                                  "}\n");
+  ir_graph *back = ir_parse(arena, "graph t mode=train {\n}\n", "m.ir", err, sizeof err);
+  ck_assert_msg(back != NULL, "%s", err);
+  ck_assert(back->training);
+  back = ir_parse(arena, "graph t mode=infer {\n}\n", "m.ir", err, sizeof err);
+  ck_assert_msg(back != NULL, "%s", err);
+  ck_assert(!back->training);
+  ck_assert_str_eq(ir_print_to_string(arena, back), "graph t {\n}\n");
+  /* a graph may be called mode */
+  back = ir_parse(arena, "graph mode mode=train {\n}\n", "m.ir", err, sizeof err);
+  ck_assert_msg(back != NULL, "%s", err);
+  ck_assert_str_eq(back->name, "mode");
+  ck_assert(back->training);
+  ck_assert_str_eq(parse_error("graph t mode=eval {\n}\n"),
+                   "1:14: expected 'train' or 'infer', found 'eval'");
+  ck_assert_str_eq(parse_error("graph t mode {\n}\n"), "1:14: expected '=', found '{'");
+  ck_assert_str_eq(parse_error("graph t mode=\"train\" {\n}\n"),
+                   "1:14: expected 'train' or 'infer', found '\"train\"'");
+  ck_assert_str_eq(parse_error("graph t train {\n}\n"), "1:9: expected '{', found 'train'");
+}
+END_TEST
+
 START_TEST(multi_result_printing) {
   /* no op has two results yet; the printer's form for them */
   ir_value *x = src(IR_OP_input, T(IR_f32, 1, 2), "x");
@@ -669,6 +697,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, float_attr_accepts_int_literal);
   tcase_add_test(tc, strings_and_quoted_names);
   tcase_add_test(tc, graph_names);
+  tcase_add_test(tc, training_mode);
   tcase_add_test(tc, multi_result_printing);
   tcase_add_test(tc, comments_and_blank_lines);
   tcase_add_test(tc, parsed_graph_is_typed);

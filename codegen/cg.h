@@ -1,0 +1,184 @@
+/* cg.h: code generation: graph IR -> kernel IR -> source text.
+ *
+ * Lowering (cg_lower.c) turns each graph into a list of kernels over
+ * buffers: elementwise loop nests with a scalar expression, library calls
+ * into the runtime (GEMM, softmax, conv, ...), copies, and the effects
+ * (gradient accumulation, state assignment). Planning (cg_plan.c) gives
+ * every buffer a place: model state at fixed offsets, inputs by pointer,
+ * temporaries in one activation region reused by liveness. Renderers
+ * (cg_render_c.c, later CUDA and LLVM) print kernels; they never decide
+ * what a kernel is. */
+#ifndef MODELC_CG_H
+#define MODELC_CG_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "ir/ir.h"
+
+/* ---- buffers ---- */
+
+typedef enum {
+  CG_BUF_PARAM,  /* trainable parameter: state */
+  CG_BUF_STATE,  /* buffer (running statistics): state */
+  CG_BUF_GRAD,   /* gradient of a parameter: state */
+  CG_BUF_INPUT,  /* given by the caller, read only */
+  CG_BUF_TEMP,   /* intermediate: in the activation region */
+} cg_buffer_kind;
+
+typedef struct cg_buffer {
+  int id;
+  cg_buffer_kind kind;
+  const ir_value *value; /* NULL for gradient buffers */
+  const char *name;      /* the value's name, for comments */
+  ir_type type;
+  int index;             /* parameter / state / input index */
+  int64_t offset;        /* bytes: into the state region or the activation region */
+  int alias_of;          /* -1, or the buffer whose memory this one views (reshape) */
+  int first_use, last_use; /* kernel indices, for planning */
+  bool live_out;           /* read after the entry point returns (outputs) */
+} cg_buffer;
+
+/* ---- elementwise expressions ---- */
+
+typedef enum { CG_EXPR_LOAD, CG_EXPR_CONST, CG_EXPR_OP } cg_expr_kind;
+
+typedef struct cg_expr {
+  cg_expr_kind kind;
+  int operand;  /* LOAD: index into the kernel's operands */
+  double value; /* CONST */
+  ir_op op;     /* OP: an elementwise IR op */
+  ir_dtype dtype; /* of the result */
+  int num_args;
+  struct cg_expr *args[3];
+} cg_expr;
+
+/* ---- kernels ---- */
+
+typedef enum {
+  CG_K_ELEMENTWISE, /* out[i] = expr(operands at broadcast indices) */
+  CG_K_GEMM,        /* matmul: batched runtime GEMM */
+  CG_K_CALL,        /* one runtime kernel: softmax, conv, ... (by node op) */
+  CG_K_CONCAT,      /* copies each input into its slice of the output */
+  CG_K_PAD,         /* zeros, then the input into the middle */
+  CG_K_GRAD,        /* grad buffer += value */
+  CG_K_ASSIGN,      /* state = value, at the end of the step */
+  CG_K_CONST,       /* a scalar constant into its buffer */
+} cg_kernel_kind;
+
+enum { CG_MAX_OPERANDS = 12 };
+
+typedef struct cg_kernel {
+  int id;
+  cg_kernel_kind kind;
+  const ir_node *node; /* the node it computes (first one when fused) */
+  const char *name;    /* C function name */
+  int out;             /* output buffer, -1 for none */
+  int num_operands;
+  int operands[CG_MAX_OPERANDS];
+  /* elementwise: the loop nest over the (collapsed) output shape, each
+   * operand's element strides in it (0 where broadcast) */
+  cg_expr *expr;
+  int loop_rank;
+  int64_t loop_dims[IR_MAX_RANK];
+  int64_t strides[CG_MAX_OPERANDS][IR_MAX_RANK];
+  int64_t base[CG_MAX_OPERANDS]; /* element offset (slice) */
+} cg_kernel;
+
+/* One entry point of the generated model: the kernels of one graph. */
+typedef struct cg_entry {
+  const char *name; /* "forward", "evaluate", "train" */
+  const ir_graph *graph;
+  int num_kernels;
+  cg_kernel *kernels;
+  int64_t activation_bytes; /* after planning */
+  int num_outputs;
+  const char *output_names[32];
+  int output_buffers[32];
+  int loss_buffer; /* -1 when the graph computes no loss */
+  bool input_used[32];
+} cg_entry;
+
+typedef struct cg_program {
+  ir_arena *arena;
+  const char *model; /* C identifier, prefix of every symbol */
+  /* buffers of every entry point; state ones are shared */
+  int num_buffers, cap_buffers;
+  cg_buffer *buffers;
+  /* model state, in order: parameters then buffers (running statistics) */
+  int num_params;
+  int param_buffers[1024];
+  int grad_buffers[1024];
+  int num_states;
+  int state_buffers[256];
+  int num_inputs;
+  const ir_value *inputs[32];
+  int64_t state_bytes;      /* params + buffers */
+  int64_t grad_bytes;       /* gradients */
+  int num_entries;
+  cg_entry entries[3];
+} cg_program;
+
+/* cg_lower.c: a new program for the model; entries are added one graph
+ * at a time (expanded, and differentiated for "train"). The first graph
+ * added fixes the parameters, states and inputs. */
+cg_program *cg_program_new(ir_arena *arena, const char *model);
+bool cg_lower_entry(cg_program *p, const char *name, const ir_graph *g, char *err, size_t errlen);
+
+/* cg_plan.c: offsets for every buffer; returns the arena size of the
+ * activation region per entry (the largest is what the model needs). */
+void cg_plan(cg_program *p);
+
+/* ---- text emission (cg_emit.c) ---- */
+
+typedef struct cg_emitter {
+  ir_arena *arena;
+  char *buf;
+  size_t len, cap;
+  int indent;
+  bool line_start;
+} cg_emitter;
+
+void cg_emit_init(cg_emitter *e, ir_arena *arena);
+/* Appends formatted text; "\n" ends a line, the next starts indented. */
+void cg_emitf(cg_emitter *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cg_emit_open(cg_emitter *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cg_emit_close(cg_emitter *e, const char *closing);
+const char *cg_emit_text(cg_emitter *e);
+
+/* ---- rendering C (cg_render_c.c, cg_model_c.c) ---- */
+
+/* A literal of the dtype: 0.5f, (-INFINITY), 3. */
+const char *cg_c_literal(ir_arena *a, double v, ir_dtype dtype);
+/* The C spelling of a scalar element type. */
+const char *cg_c_type(ir_dtype dtype);
+/* One kernel as a static C function `static void NAME(MODEL *m)`. */
+void cg_render_c_kernel(cg_emitter *e, const cg_program *p, const cg_entry *entry,
+                        const cg_kernel *k);
+
+typedef struct cg_spec_info {
+  const char *source_file;   /* the spec's path, for the header comment */
+  bool trains;
+  int optimizer;             /* 0 adamw, 1 sgd */
+  double lr, beta1, beta2, eps, weight_decay, momentum;
+  bool nesterov;
+  int schedule;              /* 0 constant, 1 cosine, 2 linear */
+  int64_t warmup, steps;
+  double min_lr, grad_clip;
+  int64_t accumulate;
+  uint64_t seed;
+} cg_spec_info;
+
+/* Writes the whole output folder: MODEL.h, MODEL.c, MODEL_main.c,
+ * modelc_rt.h, modelc_rt.c, CMakeLists.txt. Files are written to
+ * temporary names and renamed, so a failure leaves no partial file. */
+bool cg_write_c(const cg_program *p, const cg_spec_info *info, const char *dir, char *err,
+                size_t errlen);
+
+/* The runtime sources, embedded at build time (runtime_embed.c). */
+extern const char *const cg_runtime_header;
+extern const char *const cg_runtime_sources[];
+extern const char *const cg_runtime_source_names[];
+extern const int cg_runtime_source_count;
+
+#endif

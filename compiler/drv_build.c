@@ -1,0 +1,155 @@
+/* drv_build.c: `modelc build SPEC -t c -o DIR`, and the compilation
+ * pipeline that `run` and `train` share: spec -> graphs (forward;
+ * evaluate and train when the spec trains) -> kernels -> C sources. */
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "codegen/cg.h"
+#include "compiler/drv.h"
+
+static bool run_pipeline(ir_graph *g, char *err, size_t errlen) {
+  ir_pass_options opts = {.verify_each = true};
+  return ir_run_pipeline(g, &opts, err, errlen);
+}
+
+static cg_spec_info spec_info(const fe_spec *spec, const char *path) {
+  const fe_train *t = &spec->train;
+  cg_spec_info info = {
+      .source_file = path,
+      .trains = spec->has_train,
+      .optimizer = t->optimizer == FE_OPT_SGD,
+      .lr = t->lr,
+      .beta1 = t->beta1,
+      .beta2 = t->beta2,
+      .eps = t->eps,
+      .weight_decay = t->weight_decay,
+      .momentum = t->momentum,
+      .nesterov = t->nesterov,
+      .schedule = t->schedule == FE_SCHED_COSINE ? 1 : t->schedule == FE_SCHED_LINEAR ? 2 : 0,
+      .warmup = t->warmup,
+      .steps = t->steps,
+      .min_lr = t->min_lr,
+      .grad_clip = t->grad_clip,
+      .accumulate = spec->has_train ? t->accumulate : 1,
+      .seed = spec->has_train ? t->seed : 1337,
+  };
+  return info;
+}
+
+/* Builds, transforms and lowers one graph of the spec. */
+static int add_entry(ir_arena *arena, diag_engine *d, const fe_spec *spec, cg_program *p,
+                     const char *name, fe_mode mode) {
+  ir_graph *g = fe_build_graph(arena, d, spec, mode);
+  if (!g) return DRV_USER_ERROR;
+  char err[IR_ERR_LEN];
+  if (!run_pipeline(g, err, sizeof err) || !cg_lower_entry(p, name, g, err, sizeof err)) {
+    fprintf(stderr, "modelc: internal error: %s: %s\n", name, err);
+    return DRV_INTERNAL_ERROR;
+  }
+  return DRV_OK;
+}
+
+int drv_compile(ir_arena *arena, const char *path, cg_program **out, cg_spec_info *info) {
+  diag_engine *d = diag_new(arena, stderr);
+  const fe_spec *spec = fe_spec_load(arena, d, path);
+  int rc = spec ? DRV_OK : DRV_USER_ERROR;
+  cg_program *p = spec ? cg_program_new(arena, spec->model) : NULL;
+  if (rc == DRV_OK) rc = add_entry(arena, d, spec, p, "forward", FE_MODE_INFER);
+  if (rc == DRV_OK && spec->has_train) rc = add_entry(arena, d, spec, p, "evaluate", FE_MODE_EVAL);
+  if (rc == DRV_OK && spec->has_train) rc = add_entry(arena, d, spec, p, "train", FE_MODE_TRAIN);
+  diag_finish(d);
+  if (rc != DRV_OK) return rc;
+  cg_plan(p);
+  *out = p;
+  *info = spec_info(spec, path);
+  return DRV_OK;
+}
+
+/* mkdir -p */
+bool drv_make_dirs(const char *path) {
+  char buf[4096];
+  size_t n = strlen(path);
+  if (n == 0 || n >= sizeof buf) return false;
+  memcpy(buf, path, n + 1);
+  for (size_t i = 1; i <= n; i++) {
+    if (buf[i] != '/' && buf[i] != 0) continue;
+    char saved = buf[i];
+    buf[i] = 0;
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST) return false;
+    buf[i] = saved;
+  }
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static const drv_option_spec build_options[] = {{"t", true}, {"target", true}, {"o", true},
+                                                {"out", true}};
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: modelc build SPEC -t c -o DIR\n"
+          "\n"
+          "Generates standalone C for SPEC in DIR: MODEL.h (the API), MODEL.c (the\n"
+          "kernels and the training step), modelc_rt.h/.c (the runtime),\n"
+          "MODEL_main.c (train/run driver) and a CMakeLists.txt usable through\n"
+          "add_subdirectory(). Build by hand with\n"
+          "  cc -std=c11 -O2 -fopenmp DIR/*.c -lopenblas -lm\n"
+          "or without BLAS with -DMODELC_NO_BLAS.\n"
+          "\n"
+          "  -t, --target=c   the backend (c; cuda and obj come in later releases)\n"
+          "  -o, --out=DIR    the output folder, created if missing\n");
+}
+
+/* `-t c` and `-o DIR` are single-dash options: rewrite them to the
+ * long form before the common parser sees them. */
+static void long_forms(int argc, char **argv, char **out) {
+  for (int i = 0; i < argc; i++) {
+    out[i] = argv[i];
+    if (strcmp(argv[i], "-t") == 0) out[i] = "--target";
+    if (strcmp(argv[i], "-o") == 0) out[i] = "--out";
+  }
+}
+
+int drv_build(int argc, char **argv) {
+  drv_args args;
+  char *argv2[64];
+  if (argc > 64) {
+    fprintf(stderr, "modelc build: error: too many arguments\n");
+    return DRV_USER_ERROR;
+  }
+  long_forms(argc, argv, argv2);
+  if (!drv_parse_args("build", argc, argv2, build_options, 4, &args)) return DRV_USER_ERROR;
+  if (args.help) {
+    usage(stdout);
+    return DRV_OK;
+  }
+  const char *target = drv_option(&args, "target"), *dir = drv_option(&args, "out");
+  if (args.num_positional != 1 || !target || !dir) {
+    fprintf(stderr, "modelc build: error: %s\n",
+            args.num_positional != 1 ? "expected one SPEC" : !target ? "missing -t TARGET" : "missing -o DIR");
+    usage(stderr);
+    return DRV_USER_ERROR;
+  }
+  if (strcmp(target, "c") != 0) {
+    bool later = strcmp(target, "cuda") == 0 || strcmp(target, "obj") == 0;
+    fprintf(stderr, "modelc build: error: %s target '%s'%s\n", later ? "this release has no" : "unknown",
+            target, later ? " yet (available: c)" : " (targets: c, cuda, obj)");
+    return DRV_USER_ERROR;
+  }
+  ir_arena *arena = ir_arena_new();
+  cg_program *p = NULL;
+  cg_spec_info info;
+  char err[512];
+  int rc = drv_compile(arena, args.positional[0], &p, &info);
+  if (rc == DRV_OK && !drv_make_dirs(dir)) {
+    fprintf(stderr, "modelc build: error: cannot create '%s': %s\n", dir, strerror(errno));
+    rc = DRV_USER_ERROR;
+  }
+  if (rc == DRV_OK && !cg_write_c(p, &info, dir, err, sizeof err)) {
+    fprintf(stderr, "modelc build: error: %s\n", err);
+    rc = DRV_USER_ERROR;
+  }
+  ir_arena_free(arena);
+  return rc;
+}

@@ -1,0 +1,256 @@
+/* drv_exec.c: `modelc run` and `modelc train`: generate C for the spec,
+ * compile it with the system compiler into a cache keyed by the hash of
+ * the generated sources (nothing is rebuilt when nothing changed), then
+ * hand over to the generated program's driver (MODEL_main run|train),
+ * which does the work and decides the exit code. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "compiler/drv.h"
+
+#ifndef MODELC_BLAS_CFLAGS
+#define MODELC_BLAS_CFLAGS ""
+#endif
+#ifndef MODELC_BLAS_LIBS
+#define MODELC_BLAS_LIBS "-lopenblas"
+#endif
+
+/* FNV-1a over every file the generator wrote, in a fixed order. */
+static uint64_t hash_file(uint64_t h, const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return h;
+  unsigned char buf[65536];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+    for (size_t i = 0; i < n; i++) h = (h ^ buf[i]) * 1099511628211ull;
+  fclose(f);
+  return h;
+}
+
+static const char *cache_root(ir_arena *a) {
+  const char *env = getenv("MODELC_CACHE");
+  if (env && *env) return env;
+  env = getenv("XDG_CACHE_HOME");
+  if (env && *env) return ir_arena_printf(a, "%s/modelc", env);
+  env = getenv("HOME");
+  if (env && *env) return ir_arena_printf(a, "%s/.cache/modelc", env);
+  return "/tmp/modelc-cache";
+}
+
+static bool exists(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0;
+}
+
+static void remove_tree(ir_arena *a, const char *dir, const char *model) {
+  static const char *const files[] = {".h", ".c", "_main.c", "_main"};
+  for (int i = 0; i < 4; i++) remove(ir_arena_printf(a, "%s/%s%s", dir, model, files[i]));
+  remove(ir_arena_printf(a, "%s/modelc_rt.h", dir));
+  remove(ir_arena_printf(a, "%s/modelc_rt.c", dir));
+  remove(ir_arena_printf(a, "%s/CMakeLists.txt", dir));
+  remove(ir_arena_printf(a, "%s/compile.log", dir));
+  rmdir(dir);
+}
+
+/* Splits a flags string on spaces into argv (modifies a copy). */
+static int split_flags(ir_arena *a, const char *flags, char **out, int max) {
+  char *copy = ir_arena_strdup(a, flags);
+  int n = 0;
+  for (char *tok = strtok(copy, " "); tok && n < max; tok = strtok(NULL, " ")) out[n++] = tok;
+  return n;
+}
+
+/* cc ... > dir/compile.log; returns the exit status. */
+static int run_compiler(ir_arena *a, const char *dir, const char *model) {
+  const char *cc = getenv("CC");
+  char *argv[64];
+  int n = 0;
+  argv[n++] = (char *)(cc && *cc ? cc : "cc");
+  static const char *const flags[] = {"-std=c11", "-O2", "-march=native", "-fopenmp",
+                                      "-D_POSIX_C_SOURCE=200809L", "-w"};
+  for (int i = 0; i < 6; i++) argv[n++] = (char *)flags[i];
+  n += split_flags(a, MODELC_BLAS_CFLAGS, argv + n, 8);
+  argv[n++] = ir_arena_printf(a, "-I%s", dir);
+  argv[n++] = ir_arena_printf(a, "%s/%s.c", dir, model);
+  argv[n++] = ir_arena_printf(a, "%s/modelc_rt.c", dir);
+  argv[n++] = ir_arena_printf(a, "%s/%s_main.c", dir, model);
+  argv[n++] = "-o";
+  argv[n++] = ir_arena_printf(a, "%s/%s_main", dir, model);
+  n += split_flags(a, MODELC_BLAS_LIBS, argv + n, 8);
+  argv[n++] = "-lm";
+  argv[n] = NULL;
+  const char *log = ir_arena_printf(a, "%s/compile.log", dir);
+  fflush(stdout);
+  fflush(stderr);
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    FILE *f = freopen(log, "w", stdout);
+    if (f) dup2(fileno(stdout), 2);
+    execvp(argv[0], argv);
+    _exit(127);
+  }
+  int status;
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void show_log(ir_arena *a, const char *dir) {
+  FILE *f = fopen(ir_arena_printf(a, "%s/compile.log", dir), "r");
+  if (!f) return;
+  char line[512];
+  for (int i = 0; i < 30 && fgets(line, sizeof line, f); i++) fprintf(stderr, "  | %s", line);
+  fclose(f);
+}
+
+/* The compiled driver for a spec, from the cache or freshly built;
+ * NULL after reporting. *rc is the exit code to use then. */
+static const char *compiled_driver(ir_arena *a, const char *spec_path, int *rc) {
+  cg_program *p;
+  cg_spec_info info;
+  char err[512];
+  *rc = drv_compile(a, spec_path, &p, &info);
+  if (*rc != DRV_OK) return NULL;
+  *rc = DRV_INTERNAL_ERROR;
+  const char *root = cache_root(a);
+  const char *tmp = ir_arena_printf(a, "%s/.tmp-%ld", root, (long)getpid());
+  if (!drv_make_dirs(tmp)) {
+    fprintf(stderr, "modelc: error: cannot create the cache folder '%s': %s\n", tmp, strerror(errno));
+    *rc = DRV_USER_ERROR;
+    return NULL;
+  }
+  if (!cg_write_c(p, &info, tmp, err, sizeof err)) {
+    fprintf(stderr, "modelc: error: %s\n", err);
+    remove_tree(a, tmp, p->model);
+    return NULL;
+  }
+  uint64_t h = 14695981039346656037ull;
+  static const char *const parts[] = {".h", ".c", "_main.c"};
+  for (int i = 0; i < 3; i++) h = hash_file(h, ir_arena_printf(a, "%s/%s%s", tmp, p->model, parts[i]));
+  h = hash_file(h, ir_arena_printf(a, "%s/modelc_rt.c", tmp));
+  const char *dir = ir_arena_printf(a, "%s/%s-%016llx", root, p->model, (unsigned long long)h);
+  const char *exe = ir_arena_printf(a, "%s/%s_main", dir, p->model);
+  if (exists(exe)) {
+    remove_tree(a, tmp, p->model);
+    *rc = DRV_OK;
+    return exe;
+  }
+  fprintf(stderr, "modelc: compiling %s (%s) ...", p->model, spec_path);
+  double start = 0;
+  {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    start = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+  }
+  int status = run_compiler(a, tmp, p->model);
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  fprintf(stderr, " %.1f s\n", (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec - start);
+  if (status != 0) {
+    fprintf(stderr, "modelc: internal error: the generated code did not compile (exit %d):\n", status);
+    show_log(a, tmp);
+    fprintf(stderr, "modelc: the sources are kept in %s\n", tmp);
+    return NULL;
+  }
+  /* Another process may have finished the same build first. */
+  if (rename(tmp, dir) != 0) remove_tree(a, tmp, p->model);
+  *rc = DRV_OK;
+  return exists(exe) ? exe : NULL;
+}
+
+/* Replaces this process with the driver: `MODEL_main COMMAND args...`. */
+static int hand_over(ir_arena *a, const char *spec, const char *command, int argc, char **argv) {
+  int rc;
+  const char *exe = compiled_driver(a, spec, &rc);
+  if (!exe) return rc;
+  char **args = ir_arena_alloc(a, sizeof(char *) * (size_t)(argc + 3));
+  args[0] = (char *)exe;
+  args[1] = (char *)command;
+  for (int i = 0; i < argc; i++) args[i + 2] = argv[i];
+  args[argc + 2] = NULL;
+  /* OpenMP (our kernels) and OpenBLAS's own threads fight over the cores
+   * when both spin: measured 5x slower on 2 cores. Until GEMM runs on the
+   * OpenMP threads, OpenBLAS runs single-threaded and idle OpenMP threads
+   * sleep. A user's own settings win. */
+  setenv("OMP_WAIT_POLICY", "passive", 0);
+  setenv("OPENBLAS_NUM_THREADS", "1", 0);
+  fflush(stdout);
+  fflush(stderr);
+  execv(exe, args);
+  fprintf(stderr, "modelc: internal error: cannot run '%s': %s\n", exe, strerror(errno));
+  return DRV_INTERNAL_ERROR;
+}
+
+/* The spec is the first argument that is not an option (or an option's
+ * value); --target is ours, the rest goes to the driver. */
+static int exec_command(const char *command, int argc, char **argv, const char *usage) {
+  const char *spec = NULL, *target = "cpu";
+  char **rest = malloc(sizeof(char *) * (size_t)(argc + 1));
+  int n = 0;
+  if (!rest) return DRV_INTERNAL_ERROR;
+  for (int i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      printf("%s", usage);
+      free(rest);
+      return DRV_OK;
+    }
+    if (strncmp(argv[i], "--target=", 9) == 0) {
+      target = argv[i] + 9;
+    } else if (strcmp(argv[i], "--target") == 0 && i + 1 < argc) {
+      target = argv[++i];
+    } else if (!spec && argv[i][0] != '-') {
+      spec = argv[i];
+    } else {
+      rest[n++] = argv[i];
+      /* an option's value is passed along with it */
+      bool flag = strchr(argv[i], '=') || strcmp(argv[i], "--grads") == 0 ||
+                  strcmp(argv[i], "--quiet") == 0 || argv[i][0] != '-';
+      if (!flag && i + 1 < argc) rest[n++] = argv[++i];
+    }
+  }
+  int rc = DRV_USER_ERROR;
+  if (!spec) {
+    fprintf(stderr, "modelc %s: error: missing SPEC\n%s", command, usage);
+  } else if (strcmp(target, "cuda") == 0) {
+    fprintf(stderr, "modelc %s: error: the CUDA backend is not in this release (use --target cpu)\n", command);
+  } else if (strcmp(target, "cpu") != 0) {
+    fprintf(stderr, "modelc %s: error: unknown target '%s' (targets: cpu, cuda)\n", command, target);
+  } else {
+    ir_arena *a = ir_arena_new();
+    rc = hand_over(a, spec, command, n, rest);
+    ir_arena_free(a);
+  }
+  free(rest);
+  return rc;
+}
+
+int drv_run(int argc, char **argv) {
+  return exec_command("run", argc, argv,
+                      "usage: modelc run SPEC --weights W.safetensors --input IN.safetensors\n"
+                      "                  --output OUT.safetensors [--grads] [--target cpu]\n"
+                      "\n"
+                      "Runs one batch: OUT gets every output of the spec under its name, `loss`\n"
+                      "when the spec trains and IN holds what the loss needs, and with --grads\n"
+                      "the gradient of the loss for every parameter as grad.NAME (training mode:\n"
+                      "batch statistics, dropout on). Without --grads it runs in inference mode.\n");
+}
+
+int drv_train(int argc, char **argv) {
+  return exec_command("train", argc, argv,
+                      "usage: modelc train SPEC --data DATA [--val DATA] [--init W.safetensors]\n"
+                      "                    [--steps N] [--out DIR] [--resume DIR] [--target cpu]\n"
+                      "                    [--eval-every K] [--eval-batches M]\n"
+                      "                    [--checkpoint-every K] [--log-every K] [--quiet]\n"
+                      "\n"
+                      "Trains SPEC per its train: section. DATA is a token file (specs whose\n"
+                      "inputs are tokens and targets) or a safetensors data set (a tensor per\n"
+                      "input, first dim = samples). DIR (default out/) receives model.safetensors,\n"
+                      "state.safetensors (to --resume) and metrics.jsonl. The generated code is\n"
+                      "compiled once into a cache ($MODELC_CACHE, else ~/.cache/modelc).\n");
+}

@@ -1,0 +1,597 @@
+/* rt_kernels.c: softmax family, reductions, NLL loss, embedding gather,
+ * rotary embedding, attention masks and permutes.
+ *
+ * Row-major f32. Softmax, log-softmax, rope and their gradients may run
+ * in place (output == input). Sums accumulate in double (several
+ * partial sums, so the loops pipeline): as cheap as float for these
+ * memory-bound loops and accurate for long reductions. Max follows
+ * PyTorch: NaN propagates, and a row of -inf gives NaN in softmax. */
+#include "modelc_rt.h"
+
+#include <string.h>
+
+#ifdef _OPENMP
+#define KERN_OMP(directive) _Pragma(directive)
+#else
+#define KERN_OMP(directive)
+#endif
+
+/* Loops over fewer elements than this stay on one thread. */
+enum { KERN_PARALLEL_MIN = 1 << 15, KERN_CHUNK = 256 };
+
+/* v is a new maximum over m: larger, or the first NaN. */
+static inline int kern_is_new_max(float v, float m) { return v > m || (v != v && m == m); }
+
+/* Sum of x[0:n] in double with four partial sums. */
+static double kern_sum_row(const float *x, int64_t n) {
+  double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    s0 += x[i];
+    s1 += x[i + 1];
+    s2 += x[i + 2];
+    s3 += x[i + 3];
+  }
+  for (; i < n; i++) s0 += x[i];
+  return (s0 + s1) + (s2 + s3);
+}
+
+/* ---- softmax family over the middle dim of [outer, n, inner] ---- */
+
+/* One contiguous row x [n] (inner == 1). */
+static void kern_softmax_row(float *y, const float *x, int64_t n, int take_log) {
+  float mx = -INFINITY;
+  for (int64_t i = 0; i < n; i++)
+    if (kern_is_new_max(x[i], mx)) mx = x[i];
+  double sum = 0.0;
+  if (take_log) {
+    for (int64_t i = 0; i < n; i++) sum += expf(x[i] - mx);
+    float shift = mx + (float)log(sum);
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] - shift;
+  } else {
+    for (int64_t i = 0; i < n; i++) {
+      y[i] = expf(x[i] - mx);
+      sum += y[i];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int64_t i = 0; i < n; i++) y[i] *= inv;
+  }
+}
+
+/* Columns [0, len) of x [n, inner], len <= KERN_CHUNK. */
+static void kern_softmax_cols(float *y, const float *x, int64_t n, int64_t inner, int64_t len,
+                              int take_log) {
+  float mx[KERN_CHUNK];
+  double sum[KERN_CHUNK];
+  for (int64_t j = 0; j < len; j++) {
+    mx[j] = -INFINITY;
+    sum[j] = 0.0;
+  }
+  for (int64_t r = 0; r < n; r++)
+    for (int64_t j = 0; j < len; j++)
+      if (kern_is_new_max(x[r * inner + j], mx[j])) mx[j] = x[r * inner + j];
+  if (take_log) {
+    for (int64_t r = 0; r < n; r++)
+      for (int64_t j = 0; j < len; j++) sum[j] += expf(x[r * inner + j] - mx[j]);
+    for (int64_t j = 0; j < len; j++) mx[j] += (float)log(sum[j]);
+    for (int64_t r = 0; r < n; r++)
+      for (int64_t j = 0; j < len; j++) y[r * inner + j] = x[r * inner + j] - mx[j];
+  } else {
+    for (int64_t r = 0; r < n; r++)
+      for (int64_t j = 0; j < len; j++) {
+        y[r * inner + j] = expf(x[r * inner + j] - mx[j]);
+        sum[j] += y[r * inner + j];
+      }
+    float inv[KERN_CHUNK];
+    for (int64_t j = 0; j < len; j++) inv[j] = (float)(1.0 / sum[j]);
+    for (int64_t r = 0; r < n; r++)
+      for (int64_t j = 0; j < len; j++) y[r * inner + j] *= inv[j];
+  }
+}
+
+static void kern_softmax_any(float *y, const float *x, int64_t outer, int64_t n, int64_t inner,
+                             int take_log) {
+  if (inner == 1) {
+    KERN_OMP("omp parallel for schedule(static) if(outer * n * inner >= KERN_PARALLEL_MIN)")
+    for (int64_t o = 0; o < outer; o++) kern_softmax_row(y + o * n, x + o * n, n, take_log);
+    return;
+  }
+  int64_t chunks = (inner + KERN_CHUNK - 1) / KERN_CHUNK;
+  KERN_OMP("omp parallel for schedule(static) if(outer * n * inner >= KERN_PARALLEL_MIN)")
+  for (int64_t item = 0; item < outer * chunks; item++) {
+    int64_t o = item / chunks, j0 = item % chunks * KERN_CHUNK;
+    int64_t len = inner - j0 < KERN_CHUNK ? inner - j0 : KERN_CHUNK;
+    int64_t off = o * n * inner + j0;
+    kern_softmax_cols(y + off, x + off, n, inner, len, take_log);
+  }
+}
+
+/* y [outer, n, inner] = exp(x - max) / sum exp(x - max) over n. */
+void modelc_rt_softmax(float *y, const float *x, int64_t outer, int64_t n, int64_t inner) {
+  kern_softmax_any(y, x, outer, n, inner, 0);
+}
+
+/* y = x - max - log(sum exp(x - max)) over n. */
+void modelc_rt_log_softmax(float *y, const float *x, int64_t outer, int64_t n, int64_t inner) {
+  kern_softmax_any(y, x, outer, n, inner, 1);
+}
+
+/* Softmax: dx = y (g - sum_n g y); log-softmax: dx = g - exp(y) sum_n g.
+ * Columns [0, len) of [n, inner], len <= KERN_CHUNK. */
+static void kern_softmax_grad_cols(float *dx, const float *y, const float *g, int64_t n,
+                                   int64_t inner, int64_t len, int take_log) {
+  double dot[KERN_CHUNK];
+  for (int64_t j = 0; j < len; j++) dot[j] = 0.0;
+  for (int64_t r = 0; r < n; r++)
+    for (int64_t j = 0; j < len; j++) {
+      int64_t i = r * inner + j;
+      dot[j] += take_log ? g[i] : (double)g[i] * y[i];
+    }
+  for (int64_t r = 0; r < n; r++)
+    for (int64_t j = 0; j < len; j++) {
+      int64_t i = r * inner + j;
+      float d = (float)dot[j];
+      dx[i] = take_log ? g[i] - expf(y[i]) * d : y[i] * (g[i] - d);
+    }
+}
+
+/* The same for one contiguous row [n] (inner == 1). */
+static void kern_softmax_grad_row(float *dx, const float *y, const float *g, int64_t n,
+                                  int take_log) {
+  double s0 = 0.0, s1 = 0.0;
+  int64_t i = 0;
+  if (take_log) {
+    s0 = kern_sum_row(g, n);
+  } else {
+    for (; i + 2 <= n; i += 2) {
+      s0 += (double)g[i] * y[i];
+      s1 += (double)g[i + 1] * y[i + 1];
+    }
+    for (; i < n; i++) s0 += (double)g[i] * y[i];
+  }
+  float d = (float)(s0 + s1);
+  if (take_log)
+    for (i = 0; i < n; i++) dx[i] = g[i] - expf(y[i]) * d;
+  else
+    for (i = 0; i < n; i++) dx[i] = y[i] * (g[i] - d);
+}
+
+static void kern_softmax_grad_any(float *dx, const float *y, const float *g, int64_t outer,
+                                  int64_t n, int64_t inner, int take_log) {
+  if (inner == 1) {
+    KERN_OMP("omp parallel for schedule(static) if(outer * n >= KERN_PARALLEL_MIN)")
+    for (int64_t o = 0; o < outer; o++)
+      kern_softmax_grad_row(dx + o * n, y + o * n, g + o * n, n, take_log);
+    return;
+  }
+  int64_t chunks = (inner + KERN_CHUNK - 1) / KERN_CHUNK;
+  KERN_OMP("omp parallel for schedule(static) if(outer * n * inner >= KERN_PARALLEL_MIN)")
+  for (int64_t item = 0; item < outer * chunks; item++) {
+    int64_t o = item / chunks, j0 = item % chunks * KERN_CHUNK;
+    int64_t len = inner - j0 < KERN_CHUNK ? inner - j0 : KERN_CHUNK;
+    int64_t off = o * n * inner + j0;
+    kern_softmax_grad_cols(dx + off, y + off, g + off, n, inner, len, take_log);
+  }
+}
+
+/* dx, y, g [outer, n, inner]; y is the softmax output. */
+void modelc_rt_softmax_grad(float *dx, const float *y, const float *g, int64_t outer, int64_t n,
+                            int64_t inner) {
+  kern_softmax_grad_any(dx, y, g, outer, n, inner, 0);
+}
+
+/* dx, y, g [outer, n, inner]; y is the log-softmax output. */
+void modelc_rt_log_softmax_grad(float *dx, const float *y, const float *g, int64_t outer,
+                                int64_t n, int64_t inner) {
+  kern_softmax_grad_any(dx, y, g, outer, n, inner, 1);
+}
+
+/* ---- reductions over arbitrary axes ---- */
+
+/* Walks the multi-index of dims [nd] in row-major order, tracking the
+ * offset sum(index * stride). */
+typedef struct kern_odometer {
+  int nd;
+  int64_t dims[MODELC_RT_MAX_RANK], strides[MODELC_RT_MAX_RANK], index[MODELC_RT_MAX_RANK];
+  int64_t offset;
+} kern_odometer;
+
+static void kern_odometer_start(kern_odometer *od, int64_t linear) {
+  od->offset = 0;
+  for (int d = od->nd - 1; d >= 0; d--) {
+    od->index[d] = linear % od->dims[d];
+    linear /= od->dims[d];
+    od->offset += od->index[d] * od->strides[d];
+  }
+}
+
+static void kern_odometer_next(kern_odometer *od) {
+  for (int d = od->nd - 1; d >= 0; d--) {
+    od->offset += od->strides[d];
+    if (++od->index[d] < od->dims[d]) return;
+    od->offset -= od->index[d] * od->strides[d];
+    od->index[d] = 0;
+  }
+}
+
+/* x [dims] with size-1 dims dropped and neighbours with the same reduce
+ * flag merged; strides into x. `kept`/`red` list the merged kept and
+ * reduced dims; the last merged dim is reduced or kept (`last_reduced`). */
+typedef struct kern_reduction {
+  int64_t out_count, red_count; /* elements of y; elements per group */
+  kern_odometer kept, red;
+  int last_reduced;
+  int64_t last; /* size of the last merged dim, 1 if there is none */
+} kern_reduction;
+
+static void kern_reduction_plan(kern_reduction *p, int rank, const int64_t *dims,
+                                const int *reduce) {
+  int64_t d[MODELC_RT_MAX_RANK], stride[MODELC_RT_MAX_RANK];
+  int flag[MODELC_RT_MAX_RANK], r = 0;
+  int64_t s = 1;
+  for (int i = rank - 1; i >= 0; i--) { /* inner to outer, so strides build up */
+    if (dims[i] == 1) continue;
+    int f = reduce[i] != 0;
+    if (r > 0 && flag[r - 1] == f) {
+      d[r - 1] *= dims[i];
+    } else {
+      d[r] = dims[i];
+      stride[r] = s;
+      flag[r] = f;
+      r++;
+    }
+    s *= dims[i];
+  }
+  /* d, stride, flag are innermost first. */
+  p->kept.nd = p->red.nd = 0;
+  p->out_count = p->red_count = 1;
+  for (int i = r - 1; i >= 0; i--) {
+    kern_odometer *od = flag[i] ? &p->red : &p->kept;
+    od->dims[od->nd] = d[i];
+    od->strides[od->nd] = stride[i];
+    od->nd++;
+    *(flag[i] ? &p->red_count : &p->out_count) *= d[i];
+  }
+  p->last_reduced = r > 0 && flag[0];
+  p->last = r > 0 ? d[0] : 1;
+  /* The innermost dim is walked by the loops themselves. */
+  if (r > 0) (flag[0] ? &p->red : &p->kept)->nd--;
+}
+
+typedef enum { KERN_SUM, KERN_MAX, KERN_MAX_GRAD } kern_reduce_op;
+
+/* Last dim reduced: one output per kept index, groups of contiguous rows
+ * of length p->last. For KERN_MAX_GRAD, y is dx and g the output grad. */
+static void kern_reduce_rows(float *y, const float *x, const float *g, const kern_reduction *p,
+                             kern_reduce_op op) {
+  int64_t rows = p->red_count / p->last, len = p->last;
+  KERN_OMP("omp parallel for schedule(static) if(p->out_count * p->red_count >= KERN_PARALLEL_MIN)")
+  for (int64_t o = 0; o < p->out_count; o++) {
+    kern_odometer kept = p->kept, red = p->red;
+    kern_odometer_start(&kept, o);
+    kern_odometer_start(&red, 0);
+    double sum = 0.0;
+    float mx = -INFINITY;
+    int64_t at = kept.offset; /* offset of the first maximum */
+    for (int64_t q = 0; q < rows; q++, kern_odometer_next(&red)) {
+      const float *row = x + kept.offset + red.offset;
+      if (op == KERN_SUM) {
+        sum += kern_sum_row(row, len);
+        continue;
+      }
+      for (int64_t i = 0; i < len; i++)
+        if (kern_is_new_max(row[i], mx)) {
+          mx = row[i];
+          at = row - x + i;
+        }
+    }
+    if (op == KERN_SUM)
+      y[o] = (float)sum;
+    else if (op == KERN_MAX)
+      y[o] = mx;
+    else
+      y[at] = g[o];
+  }
+}
+
+/* Last dim kept: each output row of p->last elements accumulates
+ * contiguous vectors, KERN_CHUNK columns at a time. */
+static void kern_reduce_cols(float *y, const float *x, const float *g, const kern_reduction *p,
+                             kern_reduce_op op) {
+  int64_t inner = p->last, rows = p->out_count / inner;
+  int64_t chunks = (inner + KERN_CHUNK - 1) / KERN_CHUNK;
+  KERN_OMP("omp parallel for schedule(static) if(p->out_count * p->red_count >= KERN_PARALLEL_MIN)")
+  for (int64_t item = 0; item < rows * chunks; item++) {
+    int64_t o = item / chunks, j0 = item % chunks * KERN_CHUNK;
+    int64_t len = inner - j0 < KERN_CHUNK ? inner - j0 : KERN_CHUNK;
+    kern_odometer kept = p->kept, red = p->red;
+    kern_odometer_start(&kept, o);
+    kern_odometer_start(&red, 0);
+    double sum[KERN_CHUNK];
+    float mx[KERN_CHUNK];
+    int64_t at[KERN_CHUNK];
+    for (int64_t j = 0; j < len; j++) {
+      sum[j] = 0.0;
+      mx[j] = -INFINITY;
+      at[j] = kept.offset + j0 + j;
+    }
+    for (int64_t q = 0; q < p->red_count; q++, kern_odometer_next(&red)) {
+      int64_t base = kept.offset + red.offset + j0;
+      const float *v = x + base;
+      if (op == KERN_SUM) {
+        for (int64_t j = 0; j < len; j++) sum[j] += v[j];
+      } else {
+        for (int64_t j = 0; j < len; j++)
+          if (kern_is_new_max(v[j], mx[j])) {
+            mx[j] = v[j];
+            at[j] = base + j;
+          }
+      }
+    }
+    float *out = y + o * inner + j0;
+    for (int64_t j = 0; j < len; j++) {
+      if (op == KERN_SUM)
+        out[j] = (float)sum[j];
+      else if (op == KERN_MAX)
+        out[j] = mx[j];
+      else
+        y[at[j]] = g[o * inner + j0 + j];
+    }
+  }
+}
+
+static void kern_reduce(float *y, const float *x, const float *g, int rank, const int64_t *dims,
+                        const int *reduce, kern_reduce_op op) {
+  int64_t count = 1;
+  for (int i = 0; i < rank; i++) count *= dims[i];
+  kern_reduction p;
+  kern_reduction_plan(&p, rank, dims, reduce);
+  if (op == KERN_MAX_GRAD) memset(y, 0, (size_t)count * sizeof *y);
+  if (count == 0) { /* empty groups: sum 0, max -inf (PyTorch refuses) */
+    int64_t out = 1;
+    for (int i = 0; i < rank; i++) out *= reduce[i] ? 1 : dims[i];
+    if (op != KERN_MAX_GRAD)
+      for (int64_t o = 0; o < out; o++) y[o] = op == KERN_SUM ? 0.0f : -INFINITY;
+    return;
+  }
+  if (p.last_reduced)
+    kern_reduce_rows(y, x, g, &p, op);
+  else
+    kern_reduce_cols(y, x, g, &p, op);
+}
+
+/* y [kept dims of x] = sum of x [dims] over the reduced axes. */
+void modelc_rt_reduce_sum(float *y, const float *x, int rank, const int64_t *dims,
+                          const int *reduce) {
+  kern_reduce(y, x, NULL, rank, dims, reduce, KERN_SUM);
+}
+
+/* y [kept dims of x] = max of x [dims] over the reduced axes. */
+void modelc_rt_reduce_max(float *y, const float *x, int rank, const int64_t *dims,
+                          const int *reduce) {
+  kern_reduce(y, x, NULL, rank, dims, reduce, KERN_MAX);
+}
+
+/* dx [dims]: g [kept dims] at the first maximum of each group, else 0. */
+void modelc_rt_reduce_max_grad(float *dx, const float *x, const float *g, int rank,
+                               const int64_t *dims, const int *reduce) {
+  kern_reduce(dx, x, g, rank, dims, reduce, KERN_MAX_GRAD);
+}
+
+/* ---- negative log-likelihood ---- */
+
+/* logp [rows, classes], targets [rows] -> mean -logp[r, target[r]] over
+ * rows whose target is not ignore_index. */
+float modelc_rt_nll_loss(const float *logp, const int32_t *targets, int64_t rows, int64_t classes,
+                         int64_t ignore_index) {
+  double sum = 0.0;
+  int64_t kept = 0;
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t t = targets[r];
+    if (t == ignore_index) continue;
+    if (t < 0 || t >= classes) return NAN;
+    sum -= logp[r * classes + t];
+    kept++;
+  }
+  return kept ? (float)(sum / (double)kept) : 0.0f;
+}
+
+/* dlogp [rows, classes] = -g / kept at each kept row's target, else 0. */
+void modelc_rt_nll_loss_grad(float *dlogp, const int32_t *targets, float g, int64_t rows,
+                             int64_t classes, int64_t ignore_index) {
+  int64_t kept = 0;
+  for (int64_t r = 0; r < rows; r++) kept += targets[r] != ignore_index;
+  memset(dlogp, 0, (size_t)(rows * classes) * sizeof *dlogp);
+  if (!kept) return;
+  float d = (float)(-(double)g / (double)kept);
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t t = targets[r];
+    if (t != ignore_index && t >= 0 && t < classes) dlogp[r * classes + t] = d;
+  }
+}
+
+/* ---- embedding ---- */
+
+/* 0 when every ids[i] is in [0, num), else -1. */
+int64_t modelc_rt_check_ids(const int32_t *ids, int64_t count, int64_t num) {
+  for (int64_t i = 0; i < count; i++)
+    if (ids[i] < 0 || ids[i] >= num) return -1;
+  return 0;
+}
+
+/* out [count, dim] = table [num, dim] rows at ids [count]. The table's
+ * size is not passed: ids must have been checked (a negative id gives a
+ * zero row). */
+void modelc_rt_gather(float *out, const float *table, const int32_t *ids, int64_t count,
+                      int64_t dim) {
+  KERN_OMP("omp parallel for schedule(static) if(count * dim >= KERN_PARALLEL_MIN)")
+  for (int64_t i = 0; i < count; i++) {
+    if (ids[i] < 0)
+      memset(out + i * dim, 0, (size_t)dim * sizeof *out);
+    else
+      memcpy(out + i * dim, table + (int64_t)ids[i] * dim, (size_t)dim * sizeof *out);
+  }
+}
+
+/* dtable [num, dim] += g [count, dim] rows at ids (repeated ids add up,
+ * in order, so the result does not depend on the thread count). */
+void modelc_rt_gather_grad(float *dtable, const int32_t *ids, const float *g, int64_t count,
+                           int64_t dim) {
+  int64_t chunks = (dim + KERN_CHUNK - 1) / KERN_CHUNK;
+  KERN_OMP("omp parallel for schedule(static) if(count * dim >= KERN_PARALLEL_MIN)")
+  for (int64_t c = 0; c < chunks; c++) {
+    int64_t j0 = c * KERN_CHUNK, len = dim - j0 < KERN_CHUNK ? dim - j0 : KERN_CHUNK;
+    for (int64_t i = 0; i < count; i++) {
+      if (ids[i] < 0) continue;
+      float *dst = dtable + (int64_t)ids[i] * dim + j0;
+      const float *src = g + i * dim + j0;
+      for (int64_t j = 0; j < len; j++) dst[j] += src[j];
+    }
+  }
+}
+
+/* ---- rotary embedding ---- */
+
+/* x [outer, t, hd] -> y: for i < h = hd/2, with angle a = pos base^(-2i/hd)
+ * (pos the row inside t; angles in double): y[i] = x[i] cos a - x[i+h]
+ * sin a, y[i+h] = x[i+h] cos a + x[i] sin a. sign = -1 rotates back
+ * (the gradient). An odd hd's last element passes through. */
+static void kern_rope(float *y, const float *x, int64_t outer, int64_t t, int64_t hd, float base,
+                      float sign) {
+  int64_t h = hd / 2;
+  KERN_OMP("omp parallel for schedule(static) if(outer * t * hd >= KERN_PARALLEL_MIN)")
+  for (int64_t pos = 0; pos < t; pos++) {
+    float cs[KERN_CHUNK], sn[KERN_CHUNK];
+    for (int64_t i0 = 0; i0 < h; i0 += KERN_CHUNK) {
+      int64_t len = h - i0 < KERN_CHUNK ? h - i0 : KERN_CHUNK;
+      for (int64_t i = 0; i < len; i++) {
+        double a = (double)pos * pow((double)base, -2.0 * (double)(i0 + i) / (double)hd);
+        cs[i] = (float)cos(a);
+        sn[i] = sign * (float)sin(a);
+      }
+      for (int64_t o = 0; o < outer; o++) {
+        const float *xr = x + (o * t + pos) * hd + i0;
+        float *yr = y + (o * t + pos) * hd + i0;
+        for (int64_t i = 0; i < len; i++) {
+          float lo = xr[i], hi = xr[i + h];
+          yr[i] = lo * cs[i] - hi * sn[i];
+          yr[i + h] = hi * cs[i] + lo * sn[i];
+        }
+      }
+    }
+    if (hd % 2)
+      for (int64_t o = 0; o < outer; o++) {
+        int64_t last = (o * t + pos) * hd + hd - 1;
+        y[last] = x[last];
+      }
+  }
+}
+
+void modelc_rt_rope(float *y, const float *x, int64_t outer, int64_t t, int64_t hd, float base) {
+  kern_rope(y, x, outer, t, hd, base, 1.0f);
+}
+
+/* dx = the transpose of the rotation applied to g: a rotation by -a. */
+void modelc_rt_rope_grad(float *dx, const float *g, int64_t outer, int64_t t, int64_t hd,
+                         float base) {
+  kern_rope(dx, g, outer, t, hd, base, -1.0f);
+}
+
+/* ---- attention mask ---- */
+
+/* mask [tq, tk]: 1 where (!causal || j <= i) and (window == 0 ||
+ * |i - j| < window || i < global || j < global). */
+void modelc_rt_attention_mask(uint8_t *mask, int64_t tq, int64_t tk, int causal, int64_t window,
+                              int64_t global) {
+  for (int64_t i = 0; i < tq; i++)
+    for (int64_t j = 0; j < tk; j++) {
+      int64_t dist = i > j ? i - j : j - i;
+      int ok = (!causal || j <= i) && (window == 0 || dist < window || i < global || j < global);
+      mask[i * tk + j] = (uint8_t)ok;
+    }
+}
+
+/* ---- permute ---- */
+
+enum { KERN_TILE = 32 };
+
+/* y [dims[perm[0]], ..., dims[perm[rank-1]]] = x [dims] permuted.
+ * After dropping size-1 dims and merging y dims that are also adjacent
+ * in x, either y's last dim is contiguous in x (copy rows) or it is a
+ * transpose of y's last dim with x's last dim, done in 32x32 tiles. */
+void modelc_rt_permute(float *y, const float *x, int rank, const int64_t *dims,
+                       const int64_t *perm) {
+  int64_t xstride[MODELC_RT_MAX_RANK], count = 1;
+  for (int i = rank - 1; i >= 0; i--) {
+    xstride[i] = count;
+    count *= dims[i];
+  }
+  if (count == 0) return;
+  /* ydim/ystep: y's dims (merged) and the x stride of each. */
+  int64_t ydim[MODELC_RT_MAX_RANK], ystep[MODELC_RT_MAX_RANK];
+  int r = 0;
+  for (int i = 0; i < rank; i++) {
+    int64_t d = dims[perm[i]], s = xstride[perm[i]];
+    if (d == 1) continue;
+    if (r > 0 && ystep[r - 1] == s * d) {
+      ydim[r - 1] *= d;
+      ystep[r - 1] = s;
+    } else {
+      ydim[r] = d;
+      ystep[r] = s;
+      r++;
+    }
+  }
+  if (r == 0 || (r == 1 && ystep[0] == 1)) {
+    memcpy(y, x, (size_t)count * sizeof *y);
+    return;
+  }
+  if (ystep[r - 1] == 1) { /* rows of `len` contiguous in both */
+    int64_t len = ydim[r - 1], rows = count / len;
+    KERN_OMP("omp parallel for schedule(static) if(count >= KERN_PARALLEL_MIN)")
+    for (int64_t c = 0; c < 64; c++) { /* 64 slices of the rows */
+      int64_t r0 = rows * c / 64, r1 = rows * (c + 1) / 64;
+      if (r0 == r1) continue;
+      kern_odometer od = {.nd = r - 1};
+      memcpy(od.dims, ydim, sizeof ydim);
+      memcpy(od.strides, ystep, sizeof ystep);
+      kern_odometer_start(&od, r0);
+      for (int64_t row = r0; row < r1; row++, kern_odometer_next(&od))
+        memcpy(y + row * len, x + od.offset, (size_t)len * sizeof *y);
+    }
+    return;
+  }
+  /* Transpose: q is the y dim that is x's innermost, p = r-1 is y's
+   * innermost; the other dims are walked by an odometer. */
+  int q = 0;
+  while (ystep[q] != 1) q++;
+  int64_t ystride[MODELC_RT_MAX_RANK], s = 1;
+  for (int i = r - 1; i >= 0; i--) {
+    ystride[i] = s;
+    s *= ydim[i];
+  }
+  kern_odometer outer_x = {0}, outer_y = {0};
+  for (int i = 0; i < r - 1; i++) {
+    if (i == q) continue;
+    outer_x.dims[outer_x.nd] = outer_y.dims[outer_y.nd] = ydim[i];
+    outer_x.strides[outer_x.nd++] = ystep[i];
+    outer_y.strides[outer_y.nd++] = ystride[i];
+  }
+  int64_t np = ydim[r - 1], nq = ydim[q], sp = ystep[r - 1], sq = ystride[q];
+  int64_t tiles_q = (nq + KERN_TILE - 1) / KERN_TILE, outers = count / (np * nq);
+  KERN_OMP("omp parallel for schedule(static) if(count >= KERN_PARALLEL_MIN)")
+  for (int64_t item = 0; item < outers * tiles_q; item++) {
+    kern_odometer ox = outer_x, oy = outer_y;
+    kern_odometer_start(&ox, item / tiles_q);
+    kern_odometer_start(&oy, item / tiles_q);
+    int64_t q0 = item % tiles_q * KERN_TILE, q1 = q0 + KERN_TILE < nq ? q0 + KERN_TILE : nq;
+    for (int64_t p0 = 0; p0 < np; p0 += KERN_TILE) {
+      int64_t p1 = p0 + KERN_TILE < np ? p0 + KERN_TILE : np;
+      for (int64_t iq = q0; iq < q1; iq++) {
+        float *yr = y + oy.offset + iq * sq;
+        const float *xr = x + ox.offset + iq;
+        for (int64_t ip = p0; ip < p1; ip++) yr[ip] = xr[ip * sp];
+      }
+    }
+  }
+}

@@ -1,0 +1,111 @@
+/* rt_optim.c: AdamW and SGD as PyTorch computes them, learning-rate
+ * schedules, and the helpers of gradient clipping.
+ *
+ * The updates follow PyTorch's CPU kernels operation by operation, so
+ * that a run matches torch.optim to the last bit on the same inputs:
+ * hyperparameter arithmetic (1 - lr*wd, lr / (1 - b1^t), ...) is done in
+ * double, as Python does it, and rounded to float where PyTorch passes it
+ * to a kernel; `add(x, alpha=a)`, `addcmul` and `lerp` are fused
+ * multiply-adds in PyTorch's vectorised kernels, hence fmaf here, and
+ * every other product is rounded in a statement of its own so that a
+ * compiler contracting a*b + c within an expression (clang's default)
+ * cannot fuse what PyTorch rounds twice. */
+#include "modelc_rt.h"
+
+#define OPTIM_PARALLEL_MIN 32768
+
+/* torch.lerp(a, b, w) on CPU: a + w (b - a) for w < 0.5, else
+ * b + (w - 1) (b - a), each one rounding. */
+static float optim_lerp(float a, float b, float w) {
+  return w < 0.5f ? fmaf(w, b - a, a) : fmaf(w - 1.0f, b - a, b);
+}
+
+void modelc_rt_adamw(float *param, const float *grad, float *m, float *v, int64_t n, float lr,
+                     float beta1, float beta2, float eps, float weight_decay, int64_t step) {
+  float decay = (float)(1.0 - (double)lr * (double)weight_decay);
+  float w1 = (float)(1.0 - (double)beta1);
+  float b2 = beta2, w2 = (float)(1.0 - (double)beta2);
+  double correction1 = 1.0 - pow((double)beta1, (double)step);
+  double correction2 = 1.0 - pow((double)beta2, (double)step);
+  float neg_step_size = (float)(-((double)lr / correction1));
+  float correction2_sqrt = (float)sqrt(correction2);
+#ifdef _OPENMP
+#pragma omp parallel for if (n >= OPTIM_PARALLEL_MIN)
+#endif
+  for (int64_t i = 0; i < n; i++) {
+    float g = grad[i];
+    float p = param[i] * decay;
+    float mi = optim_lerp(m[i], g, w1);
+    float vi = fmaf(w2 * g, g, v[i] * b2); /* v.mul_(b2).addcmul_(g, g, value=1-b2) */
+    float denom = sqrtf(vi) / correction2_sqrt;
+    denom = denom + eps;
+    float update = neg_step_size * mi;
+    param[i] = p + update / denom; /* p.addcdiv_(m, denom, value=-step_size) */
+    m[i] = mi;
+    v[i] = vi;
+  }
+}
+
+void modelc_rt_sgd(float *param, const float *grad, float *buf, int64_t n, float lr, float momentum,
+                   int nesterov, float weight_decay, int first_step) {
+  float neg_lr = -lr;
+#ifdef _OPENMP
+#pragma omp parallel for if (n >= OPTIM_PARALLEL_MIN)
+#endif
+  for (int64_t i = 0; i < n; i++) {
+    float d = grad[i];
+    if (weight_decay != 0.0f) d = fmaf(param[i], weight_decay, d); /* g.add(p, alpha=wd) */
+    if (momentum != 0.0f) {
+      float b = d;
+      if (!first_step) { /* buf.mul_(momentum).add_(d): two roundings */
+        b = buf[i] * momentum;
+        b = b + d;
+      }
+      buf[i] = b;
+      d = nesterov ? fmaf(b, momentum, d) : b; /* d.add(buf, alpha=momentum) */
+    }
+    param[i] = fmaf(d, neg_lr, param[i]); /* p.add_(d, alpha=-lr) */
+  }
+}
+
+double modelc_rt_lr_at(const modelc_rt_schedule *s, int64_t step) {
+  if (step < s->warmup) return s->lr * (double)(step + 1) / (double)s->warmup;
+  if (s->kind == MODELC_RT_CONSTANT) return s->lr;
+  /* No room to decay (steps <= warmup) or past the end: the floor. */
+  if (s->steps <= s->warmup || step >= s->steps) return s->min_lr;
+  double progress = (double)(step - s->warmup) / (double)(s->steps - s->warmup);
+  if (s->kind == MODELC_RT_COSINE)
+    return s->min_lr + (s->lr - s->min_lr) * (1.0 + cos(3.14159265358979323846 * progress)) / 2.0;
+  double drop = (s->min_lr - s->lr) * progress;
+  return s->lr + drop;
+}
+
+/* In 64 fixed chunks summed in order, so the result does not depend on
+ * the thread count. */
+double modelc_rt_sum_squares(const float *x, int64_t n) {
+  enum { CHUNKS = 64 };
+  double partial[CHUNKS];
+  int64_t chunk = (n + CHUNKS - 1) / CHUNKS;
+#ifdef _OPENMP
+#pragma omp parallel for if (n >= OPTIM_PARALLEL_MIN)
+#endif
+  for (int c = 0; c < CHUNKS; c++) {
+    int64_t begin = c * chunk, end = begin + chunk < n ? begin + chunk : n;
+    double sum = 0.0;
+    for (int64_t i = begin; i < end; i++) {
+      double square = (double)x[i] * (double)x[i];
+      sum += square;
+    }
+    partial[c] = sum;
+  }
+  double total = 0.0;
+  for (int c = 0; c < CHUNKS; c++) total += partial[c];
+  return total;
+}
+
+void modelc_rt_scale(float *x, int64_t n, float factor) {
+#ifdef _OPENMP
+#pragma omp parallel for if (n >= OPTIM_PARALLEL_MIN)
+#endif
+  for (int64_t i = 0; i < n; i++) x[i] *= factor;
+}
