@@ -174,24 +174,71 @@ static void write_struct(model_writer *w) {
 
 /* ---- kernels and entries ---- */
 
-static void write_entry(model_writer *w, const cg_entry *entry) {
+/* Kernels are emitted once per distinct body: the forward, evaluate and
+ * train entries share most of their forward kernels. Besides the size,
+ * this matters for correctness: GCC 12.2 at -O2 drops calls to functions
+ * it has merged as identical (-fipa-icf), which broke generated models
+ * before kernels were shared. */
+typedef struct kernel_text {
+  const char *body; /* rendered with the name "@KERNEL@" */
+  const char *name;
+} kernel_text;
+
+typedef struct kernel_table {
+  kernel_text *items;
+  int count, cap;
+} kernel_table;
+
+static const char *replace_name(ir_arena *a, const char *body, const char *name) {
+  const char *at = strstr(body, "@KERNEL@");
+  if (!at) return body;
+  return ir_arena_printf(a, "%.*s%s%s", (int)(at - body), body, name, at + 8);
+}
+
+/* The function computing kernel k: an earlier identical one, or k's own
+ * (emitted now). */
+static const char *emit_kernel(model_writer *w, kernel_table *t, const cg_entry *entry,
+                               const cg_kernel *k) {
+  ir_arena *a = w->p->arena;
+  cg_emitter tmp;
+  cg_emit_init(&tmp, a);
+  cg_kernel named = *k;
+  named.name = "@KERNEL@";
+  cg_render_c_kernel(&tmp, w->p, entry, &named);
+  const char *body = cg_emit_text(&tmp);
+  for (int i = 0; i < t->count; i++)
+    if (strcmp(t->items[i].body, body) == 0) return t->items[i].name;
+  if (t->count == t->cap) {
+    int cap = t->cap ? 2 * t->cap : 256;
+    t->items = ir_arena_grow(a, t->items, sizeof(kernel_text) * (size_t)t->cap,
+                             sizeof(kernel_text) * (size_t)cap);
+    t->cap = cap;
+  }
+  t->items[t->count++] = (kernel_text){body, k->name};
+  cg_emitf(w->e, "%s", replace_name(a, body, k->name));
+  return k->name;
+}
+
+static void write_entry(model_writer *w, kernel_table *table, const cg_entry *entry) {
   cg_emitter *e = w->e;
   const cg_program *p = w->p;
   cg_emitf(e, "/* ---- %s: %d kernels, %lld bytes of activations ---- */\n\n", entry->name,
            entry->num_kernels, (long long)entry->activation_bytes);
-  for (int i = 0; i < entry->num_kernels; i++) cg_render_c_kernel(e, p, entry, &entry->kernels[i]);
+  const char **names = ir_arena_alloc(p->arena, sizeof(char *) * (size_t)(entry->num_kernels + 1));
+  for (int i = 0; i < entry->num_kernels; i++)
+    if (entry->kernels[i].kind != CG_K_ASSIGN) names[i] = emit_kernel(w, table, entry, &entry->kernels[i]);
   cg_emit_open(e, "static int run_%s(%s *m)", entry->name, w->m);
   for (int i = 0; i < entry->num_kernels; i++) {
     const cg_kernel *k = &entry->kernels[i];
     if (k->kind == CG_K_ASSIGN) continue;
     if (k->kind == CG_K_CALL && k->node->op == IR_OP_gather) {
-      cg_emit_open(e, "if (%s(m) != 0)", k->name);
+      cg_emit_open(e, "if (%s(m) != 0)", names[i]);
       cg_emitf(e, "snprintf(m->error, sizeof m->error, \"%%s\", \"an index of '%s' is outside the embedding table\");\n",
                k->node->inputs[1]->name);
       cg_emitf(e, "return -1;\n");
       cg_emit_close(e, NULL);
     } else {
-      cg_emitf(e, "%s(m);\n", k->name);
+      cg_emitf(e, "%s(m);\n", names[i]);
     }
   }
   for (int i = 0; i < entry->num_kernels; i++) {
@@ -434,18 +481,18 @@ static void write_descriptor(model_writer *w) {
   cg_emitf(e, "static int64_t d_step(const void *m) { return ((const %s *)m)->step; }\n\n", m);
 
   /* The training state: optimizer moments and counters. */
-  cg_emit_open(e, "static int d_state(void *model, modelc_rt_st_entry *entries, int max)");
+  cg_emit_open(e, "static int d_state(void *model, modelc_rt_st_entry *entries, int capacity)");
   cg_emitf(e, "%s *m = model;\nint n = 0;\n", m);
   cg_emitf(e, "static const int64_t scalar[1] = {1};\n(void)scalar;\n");
-  cg_emitf(e, "if (n < max) entries[n++] = (modelc_rt_st_entry){\"step\", MODELC_RT_I64, 0, scalar, &m->step};\n");
-  cg_emitf(e, "if (n < max) entries[n++] = (modelc_rt_st_entry){\"micro_step\", MODELC_RT_I64, 0, scalar, &m->micro_step};\n");
+  cg_emitf(e, "if (n < capacity) entries[n++] = (modelc_rt_st_entry){\"step\", MODELC_RT_I64, 0, scalar, &m->step};\n");
+  cg_emitf(e, "if (n < capacity) entries[n++] = (modelc_rt_st_entry){\"micro_step\", MODELC_RT_I64, 0, scalar, &m->micro_step};\n");
   int64_t slots = optimizer_slots(w);
   if (slots > 0) {
     static const char *const adam[] = {"adamw.exp_avg.", "adamw.exp_avg_sq."};
     static const char *const sgd[] = {"sgd.momentum_buffer."};
     cg_emitf(e, "static char names[%d][256];\n", (int)(w->p->num_params * slots));
     cg_emit_open(e, "for (int s = 0; s < %lld; s++)", (long long)slots);
-    cg_emit_open(e, "for (int i = 0; i < NUM_PARAMS && n < max; i++)");
+    cg_emit_open(e, "for (int i = 0; i < NUM_PARAMS && n < capacity; i++)");
     if (t->optimizer == 0)
       cg_emitf(e, "snprintf(names[s * NUM_PARAMS + i], 256, \"%%s%%s\", s ? \"%s\" : \"%s\", tensors[i].name);\n", adam[1], adam[0]);
     else
@@ -484,11 +531,18 @@ static void write_source(model_writer *w) {
   cg_emitf(e, " * reused by liveness); inputs are read through m->in[]. */\n");
   cg_emitf(e, "#include <math.h>\n#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n\n");
   cg_emitf(e, "#include \"%s.h\"\n#include \"modelc_rt.h\"\n\n", w->m);
+  cg_emitf(e, "/* Kernels stay out of interprocedural optimisation under GCC: GCC 12.2 at\n");
+  cg_emitf(e, " * -O2 drops calls to some of them as if they had no effect (seen with a\n");
+  cg_emitf(e, " * permute kernel; -fno-ipa-modref -fno-ipa-pure-const also avoids it).\n");
+  cg_emitf(e, " * Clang compiles them correctly as they are. */\n");
+  cg_emitf(e, "#if defined(__GNUC__) && !defined(__clang__)\n#define MODELC_KERNEL static __attribute__((noipa))\n");
+  cg_emitf(e, "#else\n#define MODELC_KERNEL static\n#endif\n\n");
   write_tables(w);
   write_struct(w);
-  write_entry(w, w->forward);
-  if (w->evaluate) write_entry(w, w->evaluate);
-  if (w->train) write_entry(w, w->train);
+  kernel_table table = {0};
+  write_entry(w, &table, w->forward);
+  if (w->evaluate) write_entry(w, &table, w->evaluate);
+  if (w->train) write_entry(w, &table, w->train);
   write_lifecycle(w);
   write_load_save(w);
   write_api(w);

@@ -528,7 +528,7 @@ void cg_render_c_kernel(cg_emitter *e, const cg_program *p, const cg_entry *entr
                         const cg_kernel *k) {
   if (k->kind == CG_K_ASSIGN) return; /* done at the end of the entry */
   node_comment(e, p, k->node);
-  cg_emit_open(e, "static %s %s(%s *m)", returns_status(k) ? "int" : "void", k->name, p->model);
+  cg_emit_open(e, "MODELC_KERNEL %s %s(%s *m)", returns_status(k) ? "int" : "void", k->name, p->model);
   switch (k->kind) {
   case CG_K_ELEMENTWISE: render_elementwise(e, p, k); break;
   case CG_K_GEMM: render_gemm(e, p, k); break;

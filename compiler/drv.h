@@ -50,6 +50,7 @@ int drv_ir(int argc, char **argv);
 int drv_build(int argc, char **argv);
 int drv_run(int argc, char **argv);
 int drv_train(int argc, char **argv);
+int drv_sample(int argc, char **argv);
 int drv_data(int argc, char **argv);
 
 #endif

@@ -50,10 +50,35 @@ static int add_entry(ir_arena *arena, diag_engine *d, const fe_spec *spec, cg_pr
   return DRV_OK;
 }
 
+/* The model's name becomes a C type next to the C library and the
+ * generated code's own names: a model may not take one of them. */
+static const char *const reserved_names[] = {
+    "abs", "acos", "asin", "atan", "atan2", "calloc", "ceil", "cos", "cosh", "div", "erf",
+    "exit", "exp", "expf", "fabs", "floor", "fmax", "fmin", "fmod", "free", "frexp", "labs",
+    "ldexp", "log", "log10", "log1p", "log2", "logf", "main", "malloc", "memcpy", "memset",
+    "modf", "pow", "printf", "rand", "realloc", "remove", "rename", "round", "sin", "sinh",
+    "snprintf", "sqrt", "sqrtf", "strlen", "tan", "tanh", "tanhf", "time", "trunc",
+    "m", "model", "in", "out", "entries", "capacity", "n", "i", "s", "g", "x", "p", "e",
+    "tensors", "places", "inputs", "outputs", "input_loss_only", "update", "scalar", "names",
+    "loss", "bytes", "copy", "rc", "f", "path", "seed", "micro", "norm", "lr",
+};
+
+static bool reserved_model_name(diag_engine *d, const fe_spec *spec) {
+  for (size_t i = 0; i < sizeof reserved_names / sizeof *reserved_names; i++)
+    if (strcmp(spec->model, reserved_names[i]) == 0) {
+      diag_error(d, spec->model_loc,
+                 "model name '%s' is taken by the C library or the generated code; choose another",
+                 spec->model);
+      return true;
+    }
+  return false;
+}
+
 int drv_compile(ir_arena *arena, const char *path, cg_program **out, cg_spec_info *info) {
   diag_engine *d = diag_new(arena, stderr);
   const fe_spec *spec = fe_spec_load(arena, d, path);
   int rc = spec ? DRV_OK : DRV_USER_ERROR;
+  if (spec && reserved_model_name(d, spec)) rc = DRV_USER_ERROR;
   cg_program *p = spec ? cg_program_new(arena, spec->model) : NULL;
   if (rc == DRV_OK) rc = add_entry(arena, d, spec, p, "forward", FE_MODE_INFER);
   if (rc == DRV_OK && spec->has_train) rc = add_entry(arena, d, spec, p, "evaluate", FE_MODE_EVAL);

@@ -181,6 +181,10 @@ static bool eval_binary(fe_builder *b, const fe_expr *e, operand *out) {
   ir_value *rt = r.is_number ? fe_emit_const(b, e->rhs, l.tensor->type.dtype, r.number) : r.tensor;
   ir_value *ins[2] = {lt, rt};
   ir_node *node = fe_emit(b, e, binary_op(e->op), 2, ins);
+  if (node->op == IR_OP_matmul) {
+    ir_set_bool(b->graph, node, "transpose_a", false);
+    ir_set_bool(b->graph, node, "transpose_b", false);
+  }
   if (!node_checked(b, node, e)) return false;
   out->is_number = false;
   out->tensor = node->results[0];

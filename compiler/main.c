@@ -23,6 +23,7 @@ static const command commands[] = {
     {"build", "generate standalone C (-t c) for a spec", drv_build},
     {"run", "run a model on one batch: outputs, loss, gradients", drv_run},
     {"train", "train a model on data, with checkpoints and metrics", drv_train},
+    {"sample", "generate text from a trained byte-level language model", drv_sample},
     {"data", "convert text or Fashion-MNIST files into training data", drv_data},
     {"bench", "benchmark a model (comes with the fusion release)", NULL},
 };

@@ -87,7 +87,7 @@ static ir_node *make(autodiff *a, ir_op op, const char *name, int n, ir_value *c
 static ir_value *done(autodiff *a, ir_node *node) {
   if (!node) return NULL;
   char msg[IR_ERR_LEN], name[IR_ERR_LEN];
-  if (ir_node_infer(node, msg, sizeof msg)) return node->results[0];
+  if (ir_node_infer(node, msg, sizeof msg)) return node->num_results ? node->results[0] : NULL;
   const ir_value *y = a->at->num_results ? a->at->results[0] : NULL;
   fail(a, "autodiff: differentiating %s %s: %s", op_name(a->at->op),
        y ? ir_value_format(y, name, sizeof name) : "", msg);
@@ -149,8 +149,8 @@ static ir_value *like(autodiff *a, ir_op op, const char *name, int n, ir_value *
   return done(a, node);
 }
 
-static ir_value *with_ints(autodiff *a, ir_op op, const char *name, ir_value *x,
-                           const char *attr, int n, const int64_t *v) {
+static ir_value *with_ints(autodiff *a, ir_op op, const char *name, ir_value *x, const char *attr,
+                           int n, const int64_t *v) {
   ir_node *node = make(a, op, name, 1, &x);
   if (node) ir_set_ints(a->g, node, attr, n, v);
   return done(a, node);
@@ -169,8 +169,7 @@ static ir_value *sum(autodiff *a, const char *name, ir_value *x, int n, const in
   return done(a, node);
 }
 
-static ir_value *matmul(autodiff *a, const char *name, ir_value *x, ir_value *y, bool ta,
-                        bool tb) {
+static ir_value *matmul(autodiff *a, const char *name, ir_value *x, ir_value *y, bool ta, bool tb) {
   ir_value *ins[2] = {x, y};
   ir_node *node = make(a, IR_OP_matmul, name, 2, ins);
   if (!node) return NULL;
@@ -307,8 +306,8 @@ static void rule_where(autodiff *a, ir_node *n, ir_value *g) {
   for (int i = 1; i < 3; i++) {
     if (!wants(a, n, i)) continue;
     ir_value *x = in(n, i);
-    ir_value *full = op3(a, IR_OP_where, dname(a, x, "full"), in(n, 0), i == 1 ? g : zero,
-                         i == 1 ? zero : g);
+    ir_value *full =
+        op3(a, IR_OP_where, dname(a, x, "full"), in(n, 0), i == 1 ? g : zero, i == 1 ? zero : g);
     contribute(a, x, reduce_to(a, full, x));
   }
 }
@@ -523,8 +522,8 @@ static void rule_conv(autodiff *a, ir_node *n, ir_value *g) {
     if (!wants(a, n, i)) continue;
     ir_value *x = in(n, i);
     ir_value *ins[2] = {i == 0 ? g : in(n, 0), i == 0 ? in(n, 1) : g};
-    ir_node *node = make(a, i == 0 ? IR_OP_conv_grad_input : IR_OP_conv_grad_weight,
-                         dname(a, x, NULL), 2, ins);
+    ir_node *node =
+        make(a, i == 0 ? IR_OP_conv_grad_input : IR_OP_conv_grad_weight, dname(a, x, NULL), 2, ins);
     if (node) {
       copy_attrs(a->g, n, node);
       ir_set_ints(a->g, node, i == 0 ? "input_shape" : "weight_shape", x->type.rank, x->type.dims);
@@ -576,8 +575,8 @@ static void rule_slice(autodiff *a, ir_node *n, ir_value *g) {
   ir_value *x = in(n, 0);
   int axis = normal_axis(n, x->type.rank);
   int64_t start = ir_get_int(n, "start", 0), end = ir_get_int(n, "end", 0);
-  contribute(a, x, range_op(a, IR_OP_pad, dname(a, x, NULL), g, axis, start,
-                            x->type.dims[axis] - end));
+  contribute(a, x,
+             range_op(a, IR_OP_pad, dname(a, x, NULL), g, axis, start, x->type.dims[axis] - end));
 }
 
 /* pad: the slice of g where x was. */
@@ -585,8 +584,9 @@ static void rule_pad(autodiff *a, ir_node *n, ir_value *g) {
   ir_value *x = in(n, 0);
   int axis = normal_axis(n, x->type.rank);
   int64_t before = ir_get_int(n, "before", 0);
-  contribute(a, x, range_op(a, IR_OP_slice, dname(a, x, NULL), g, axis, before,
-                            before + x->type.dims[axis]));
+  contribute(
+      a, x,
+      range_op(a, IR_OP_slice, dname(a, x, NULL), g, axis, before, before + x->type.dims[axis]));
 }
 
 /* concat: each input's slice of g. */
@@ -712,8 +712,8 @@ static bool backward(autodiff *a, ir_node *last) {
     if (!g) continue;
     if (a->pending[y->id] != 0) {
       char name[IR_ERR_LEN];
-      return fail(a, "autodiff: internal error: %d contributions to %s missing",
-                  a->pending[y->id], ir_value_format(y, name, sizeof name));
+      return fail(a, "autodiff: internal error: %d contributions to %s missing", a->pending[y->id],
+                  ir_value_format(y, name, sizeof name));
     }
     a->at = n;
     a->first_new = a->g->next_value_id;

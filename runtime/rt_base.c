@@ -54,7 +54,7 @@ float modelc_rt_gelu_grad(float x) {
 float modelc_rt_gelu_tanh_grad(float x) {
   const float c = 0.79788456080286536f;
   float u = c * (x + 0.044715f * x * x * x);
-  float t = tanhf(u);
+  float t = modelc_rt_one_plus_tanh(u) - 1.0f;
   float du = c * (1.0f + 3.0f * 0.044715f * x * x);
   return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
 }

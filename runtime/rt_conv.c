@@ -2,19 +2,20 @@
  * gradients. All outputs are overwritten (gradients are not added to
  * what the buffer held).
  *
- * Convolution lowers to GEMM per image and group through im2col: col
- * [Cg*KH*KW, OH*OW] holds, for every output pixel, the input values its
- * kernel window sees (0 in the padding). Then
- *   forward       y_g [Og, OH*OW]  = w_g [Og, K] col
- *   grad input    dcol [K, OH*OW]  = w_g^T g_g, scattered back (col2im)
- *   grad weight   dw_g [Og, K]    += g_g col^T   (summed over images)
- * with Cg = C/groups, Og = O/groups, K = Cg*KH*KW. A 1x1 kernel with
- * stride 1 and no padding needs no col: it is x itself.
+ * Convolution lowers to GEMM through im2col. For a chunk of nb images
+ * and one group, col [K, nb*OH*OW] holds for every output pixel the K =
+ * Cg*KH*KW input values its kernel window sees (0 in the padding);
+ * col_i are image i's columns, Cg = C/groups, Og = O/groups. Then
+ *   forward      y_g [Og, OH*OW] = w_g [Og, K] col_i           per image
+ *   grad input   dcol_i [K, OH*OW] = w_g^T g_g, summed back onto dx
+ *                (col2im)                                      per image
+ *   grad weight  dw_g [Og, K] += gcat [Og, nb*OH*OW] col^T     per chunk
+ * A 1x1 kernel with stride 1 and no padding needs no col: it is x.
  *
- * Images go in chunks whose col fits in 8 MiB. Threads: OpenMP
- * parallelises im2col and col2im over a chunk, and the GEMMs, called
- * one after another outside any parallel region (OpenBLAS's own threads
- * must not be started from inside one), use the threads of the GEMM. */
+ * Chunks keep col under 8 MiB. Threads: OpenMP parallelises im2col and
+ * col2im over a chunk; the GEMMs, called one after another outside any
+ * parallel region (OpenBLAS's threads must not be started from inside
+ * one), use the threads of the GEMM. */
 #include "modelc_rt.h"
 
 #include <stdlib.h>

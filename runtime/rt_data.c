@@ -86,13 +86,10 @@ int modelc_rt_tokens_open(modelc_rt_tokens *d, const char *path, char *err, size
     free(bytes);
     return -1;
   }
-  d->tokens = malloc((size_t)count * sizeof *d->tokens);
-  if (!d->tokens) {
-    free(bytes);
-    return data_fail(err, errlen, "%s: out of memory for %lld tokens", path, (long long)count);
-  }
-  memcpy(d->tokens, bytes + start, (size_t)count * 2); /* little-endian host */
-  free(bytes);
+  /* The tokens are moved to the front of the buffer (malloc'd, so aligned
+   * for uint16_t) rather than copied: token files can be large. */
+  memmove(bytes, bytes + start, (size_t)count * 2); /* little-endian host */
+  d->tokens = (uint16_t *)(void *)bytes;
   d->count = count;
   d->cursor = 0;
   return 0;

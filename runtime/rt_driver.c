@@ -297,6 +297,8 @@ static void drv_usage(FILE *out, const modelc_rt_model *m) {
   if (m->trains)
     fprintf(out, "  train  train the model: %s train --data DATA [--steps N] [--out DIR] ...\n",
             m->name);
+  fprintf(out, "  sample generate text from a byte-level language model: %s sample --weights W\n",
+          m->name);
   fprintf(out, "\n'%s COMMAND --help' describes a command.\n", m->name);
 }
 
@@ -1355,6 +1357,7 @@ int modelc_rt_main(int argc, char **argv, const modelc_rt_model *model) {
   }
   if (strcmp(command, "run") == 0) return drv_run(model, argc - 2, argv + 2);
   if (strcmp(command, "train") == 0) return drv_train(model, argc - 2, argv + 2);
+  if (strcmp(command, "sample") == 0) return modelc_rt_sample_main(argc - 2, argv + 2, model);
   fprintf(stderr, "%s: error: unknown command '%s' (see '%s --help')\n", model->name, command,
           model->name);
   return DRV_INPUT;

@@ -37,7 +37,7 @@ static void gemm_scale_c(int64_t m, int64_t n, float beta, float *c, int64_t ldc
 /* ---- the blocked fallback ---- */
 
 /* Register tile MR x NR and cache blocks: a [MC, KC] block of A (96 KiB)
- * stays in L2, a [KC, NR] panel of B (8 KiB) in L1. */
+ * stays in L2, a [KC, NR] panel of B (16 KiB) in L1. */
 enum { GEMM_MR = 4, GEMM_NR = 16, GEMM_MC = 96, GEMM_KC = 256, GEMM_NC = 2048 };
 
 /* Fully unrolled tile loops keep acc in registers (gcc does not unroll
@@ -216,6 +216,54 @@ static void gemm_blocked(const gemm_args *g) {
 
 /* ---- entry point ---- */
 
+#if !defined(MODELC_NO_BLAS) && defined(_OPENMP)
+/* OpenBLAS's own threads and OpenMP's fight over the cores when both are
+ * busy (measured 5x slower on 2 cores), so OpenBLAS runs one thread and
+ * large products are split across the OpenMP threads instead: by rows
+ * of C, or by columns when there are fewer rows than columns. Weak, so
+ * that a BLAS without this function links too. */
+extern void openblas_set_num_threads(int threads) __attribute__((weak));
+
+static int gemm_blas_split(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                           const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                           float *c, int64_t ldc) {
+  static int single_threaded;
+  int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  if (!single_threaded) {
+    if (openblas_set_num_threads) openblas_set_num_threads(1);
+    single_threaded = 1;
+  }
+  if (threads < 2 || (double)m * (double)n * (double)k < 262144.0 ||
+      m > INT_MAX || n > INT_MAX || k > INT_MAX || lda > INT_MAX || ldb > INT_MAX ||
+      ldc > INT_MAX)
+    return 0;
+  int by_rows = m >= n;
+  int64_t total = by_rows ? m : n;
+  if (total < threads) return 0;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int t = 0; t < threads; t++) {
+    int64_t lo = total * t / threads, hi = total * (t + 1) / threads;
+    if (hi <= lo) continue;
+    const float *pa = a, *pb = b;
+    float *pc = c;
+    int64_t rows = m, cols = n;
+    if (by_rows) {
+      pa = trans_a ? a + lo : a + lo * lda;
+      pc = c + lo * ldc;
+      rows = hi - lo;
+    } else {
+      pb = trans_b ? b + lo * ldb : b + lo;
+      pc = c + lo;
+      cols = hi - lo;
+    }
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, (int)rows, (int)cols, (int)k, alpha, pa,
+                (int)lda, pb, (int)ldb, beta, pc, (int)ldc);
+  }
+  return 1;
+}
+#endif
+
 void modelc_rt_gemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                     const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                     int64_t ldc) {
@@ -224,6 +272,9 @@ void modelc_rt_gemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, f
     gemm_scale_c(m, n, beta, c, ldc);
     return;
   }
+#if !defined(MODELC_NO_BLAS) && defined(_OPENMP)
+  if (gemm_blas_split(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)) return;
+#endif
 #ifndef MODELC_NO_BLAS
   /* cblas checks strides even where they are unused (one row): give it
    * the smallest legal ones there. */

@@ -8,6 +8,7 @@
  * PyTorch: NaN propagates, and a row of -inf gives NaN in softmax. */
 #include "modelc_rt.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #ifdef _OPENMP
@@ -17,7 +18,7 @@
 #endif
 
 /* Loops over fewer elements than this stay on one thread. */
-enum { KERN_PARALLEL_MIN = 1 << 15, KERN_CHUNK = 256 };
+enum { KERN_PARALLEL_MIN = 1 << 15, KERN_CHUNK = 256, KERN_WIDE = 1024, KERN_BANDS = 8 };
 
 /* v is a new maximum over m: larger, or the first NaN. */
 static inline int kern_is_new_max(float v, float m) { return v > m || (v != v && m == m); }
@@ -36,25 +37,63 @@ static double kern_sum_row(const float *x, int64_t n) {
   return (s0 + s1) + (s2 + s3);
 }
 
+/* PyTorch's max: NaN wins. Branch-free, so blocks of 8 vectorise. */
+static inline float kern_max2(float m, float v) { return ((v > m) | (v != v)) ? v : m; }
+
+/* Max of x[0:n] (-inf when n == 0), 8 lanes at a time. */
+static float kern_max_row(const float *x, int64_t n) {
+  float lane[8];
+  for (int u = 0; u < 8; u++) lane[u] = -INFINITY;
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int u = 0; u < 8; u++) lane[u] = kern_max2(lane[u], x[i + u]);
+  float m = -INFINITY;
+  for (int u = 0; u < 8; u++) m = kern_max2(m, lane[u]);
+  for (; i < n; i++) m = kern_max2(m, x[i]);
+  return m;
+}
+
+/* acc[0:n] += v[0:n] (to double); acc[0:n] = max(acc, v). Blocks of a
+ * constant 8 and restrict let gcc -O2 vectorise (its cheap cost model
+ * neither vectorises loops of unknown length nor adds alias checks). */
+static void kern_add_into(double *restrict acc, const float *restrict v, int64_t n) {
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int u = 0; u < 8; u++) acc[j + u] += v[j + u];
+  for (; j < n; j++) acc[j] += v[j];
+}
+
+static void kern_max_into(float *restrict acc, const float *restrict v, int64_t n) {
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int u = 0; u < 8; u++) acc[j + u] = kern_max2(acc[j + u], v[j + u]);
+  for (; j < n; j++) acc[j] = kern_max2(acc[j], v[j]);
+}
+
+/* y[0:n] *= s. */
+static void kern_scale_row(float *y, float s, int64_t n) {
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int u = 0; u < 8; u++) y[j + u] *= s;
+  for (; j < n; j++) y[j] *= s;
+}
+
 /* ---- softmax family over the middle dim of [outer, n, inner] ---- */
 
 /* One contiguous row x [n] (inner == 1). */
 static void kern_softmax_row(float *y, const float *x, int64_t n, int take_log) {
-  float mx = -INFINITY;
-  for (int64_t i = 0; i < n; i++)
-    if (kern_is_new_max(x[i], mx)) mx = x[i];
+  float mx = kern_max_row(x, n);
   double sum = 0.0;
   if (take_log) {
     for (int64_t i = 0; i < n; i++) sum += expf(x[i] - mx);
-    float shift = mx + (float)log(sum);
-    for (int64_t i = 0; i < n; i++) y[i] = x[i] - shift;
+    float log_sum = (float)log(sum); /* (x - max) - log_sum, PyTorch's order */
+    for (int64_t i = 0; i < n; i++) y[i] = (x[i] - mx) - log_sum;
   } else {
     for (int64_t i = 0; i < n; i++) {
       y[i] = expf(x[i] - mx);
       sum += y[i];
     }
-    float inv = (float)(1.0 / sum);
-    for (int64_t i = 0; i < n; i++) y[i] *= inv;
+    kern_scale_row(y, (float)(1.0 / sum), n);
   }
 }
 
@@ -67,15 +106,14 @@ static void kern_softmax_cols(float *y, const float *x, int64_t n, int64_t inner
     mx[j] = -INFINITY;
     sum[j] = 0.0;
   }
-  for (int64_t r = 0; r < n; r++)
-    for (int64_t j = 0; j < len; j++)
-      if (kern_is_new_max(x[r * inner + j], mx[j])) mx[j] = x[r * inner + j];
+  for (int64_t r = 0; r < n; r++) kern_max_into(mx, x + r * inner, len);
   if (take_log) {
     for (int64_t r = 0; r < n; r++)
       for (int64_t j = 0; j < len; j++) sum[j] += expf(x[r * inner + j] - mx[j]);
-    for (int64_t j = 0; j < len; j++) mx[j] += (float)log(sum[j]);
+    float log_sum[KERN_CHUNK];
+    for (int64_t j = 0; j < len; j++) log_sum[j] = (float)log(sum[j]);
     for (int64_t r = 0; r < n; r++)
-      for (int64_t j = 0; j < len; j++) y[r * inner + j] = x[r * inner + j] - mx[j];
+      for (int64_t j = 0; j < len; j++) y[r * inner + j] = (x[r * inner + j] - mx[j]) - log_sum[j];
   } else {
     for (int64_t r = 0; r < n; r++)
       for (int64_t j = 0; j < len; j++) {
@@ -260,84 +298,150 @@ static void kern_reduction_plan(kern_reduction *p, int rank, const int64_t *dims
 
 typedef enum { KERN_SUM, KERN_MAX, KERN_MAX_GRAD } kern_reduce_op;
 
-/* Last dim reduced: one output per kept index, groups of contiguous rows
- * of length p->last. For KERN_MAX_GRAD, y is dx and g the output grad. */
-static void kern_reduce_rows(float *y, const float *x, const float *g, const kern_reduction *p,
-                             kern_reduce_op op) {
-  int64_t rows = p->red_count / p->last, len = p->last;
-  KERN_OMP("omp parallel for schedule(static) if(p->out_count * p->red_count >= KERN_PARALLEL_MIN)")
-  for (int64_t o = 0; o < p->out_count; o++) {
-    kern_odometer kept = p->kept, red = p->red;
-    kern_odometer_start(&kept, o);
-    kern_odometer_start(&red, 0);
-    double sum = 0.0;
-    float mx = -INFINITY;
-    int64_t at = kept.offset; /* offset of the first maximum */
-    for (int64_t q = 0; q < rows; q++, kern_odometer_next(&red)) {
-      const float *row = x + kept.offset + red.offset;
-      if (op == KERN_SUM) {
-        sum += kern_sum_row(row, len);
-        continue;
-      }
-      for (int64_t i = 0; i < len; i++)
-        if (kern_is_new_max(row[i], mx)) {
-          mx = row[i];
-          at = row - x + i;
-        }
-    }
-    if (op == KERN_SUM)
-      y[o] = (float)sum;
-    else if (op == KERN_MAX)
-      y[o] = mx;
-    else
-      y[at] = g[o];
+/* Partial results for `count` consecutive outputs: sums, maxima, and the
+ * x offset of the first maximum (-1 before any element). */
+typedef struct kern_partial {
+  double sum[KERN_WIDE];
+  float mx[KERN_WIDE];
+  int64_t at[KERN_WIDE];
+} kern_partial;
+
+static void kern_partial_clear(kern_partial *r, int64_t count) {
+  for (int64_t k = 0; k < count; k++) {
+    r->sum[k] = 0.0;
+    r->mx[k] = -INFINITY;
+    r->at[k] = -1;
   }
 }
 
-/* Last dim kept: each output row of p->last elements accumulates
- * contiguous vectors, KERN_CHUNK columns at a time. */
-static void kern_reduce_cols(float *y, const float *x, const float *g, const kern_reduction *p,
-                             kern_reduce_op op) {
-  int64_t inner = p->last, rows = p->out_count / inner;
-  int64_t chunks = (inner + KERN_CHUNK - 1) / KERN_CHUNK;
-  KERN_OMP("omp parallel for schedule(static) if(p->out_count * p->red_count >= KERN_PARALLEL_MIN)")
-  for (int64_t item = 0; item < rows * chunks; item++) {
-    int64_t o = item / chunks, j0 = item % chunks * KERN_CHUNK;
-    int64_t len = inner - j0 < KERN_CHUNK ? inner - j0 : KERN_CHUNK;
-    kern_odometer kept = p->kept, red = p->red;
-    kern_odometer_start(&kept, o);
-    kern_odometer_start(&red, 0);
-    double sum[KERN_CHUNK];
-    float mx[KERN_CHUNK];
-    int64_t at[KERN_CHUNK];
-    for (int64_t j = 0; j < len; j++) {
-      sum[j] = 0.0;
-      mx[j] = -INFINITY;
-      at[j] = kept.offset + j0 + j;
-    }
-    for (int64_t q = 0; q < p->red_count; q++, kern_odometer_next(&red)) {
-      int64_t base = kept.offset + red.offset + j0;
-      const float *v = x + base;
+/* Last dim reduced: outputs [o0, o0+count) over the reduced rows [q0, q1)
+ * (each a contiguous run of p->last). Rows outermost, so that for one
+ * row the outputs' runs are read in memory order. */
+static void kern_reduce_rows(const float *x, const kern_reduction *p, kern_reduce_op op, int64_t o0,
+                             int64_t count, int64_t q0, int64_t q1, kern_partial *r) {
+  int64_t len = p->last;
+  kern_odometer red = p->red;
+  kern_odometer_start(&red, q0);
+  for (int64_t q = q0; q < q1; q++, kern_odometer_next(&red)) {
+    kern_odometer kept = p->kept;
+    kern_odometer_start(&kept, o0);
+    for (int64_t k = 0; k < count; k++, kern_odometer_next(&kept)) {
+      const float *row = x + kept.offset + red.offset;
       if (op == KERN_SUM) {
-        for (int64_t j = 0; j < len; j++) sum[j] += v[j];
+        r->sum[k] += kern_sum_row(row, len);
+      } else if (op == KERN_MAX) {
+        r->mx[k] = kern_max2(r->mx[k], kern_max_row(row, len));
       } else {
-        for (int64_t j = 0; j < len; j++)
-          if (kern_is_new_max(v[j], mx[j])) {
-            mx[j] = v[j];
-            at[j] = base + j;
+        for (int64_t i = 0; i < len; i++)
+          if (r->at[k] < 0 || kern_is_new_max(row[i], r->mx[k])) {
+            r->mx[k] = row[i];
+            r->at[k] = row - x + i;
           }
       }
     }
-    float *out = y + o * inner + j0;
-    for (int64_t j = 0; j < len; j++) {
-      if (op == KERN_SUM)
-        out[j] = (float)sum[j];
-      else if (op == KERN_MAX)
-        out[j] = mx[j];
-      else
-        y[at[j]] = g[o * inner + j0 + j];
+  }
+}
+
+/* Last dim kept (p->last = inner): outputs [o0, o0+count), a strip of
+ * one output row, over the reduced indices [q0, q1): contiguous vectors. */
+static void kern_reduce_cols(const float *x, const kern_reduction *p, kern_reduce_op op, int64_t o0,
+                             int64_t count, int64_t q0, int64_t q1, kern_partial *r) {
+  int64_t inner = p->last, j0 = o0 % inner;
+  kern_odometer kept = p->kept, red = p->red;
+  kern_odometer_start(&kept, o0 / inner);
+  kern_odometer_start(&red, q0);
+  for (int64_t q = q0; q < q1; q++, kern_odometer_next(&red)) {
+    int64_t base = kept.offset + red.offset + j0;
+    const float *v = x + base;
+    if (op == KERN_SUM) {
+      kern_add_into(r->sum, v, count);
+    } else if (op == KERN_MAX) {
+      kern_max_into(r->mx, v, count);
+    } else {
+      for (int64_t k = 0; k < count; k++)
+        if (r->at[k] < 0 || kern_is_new_max(v[k], r->mx[k])) {
+          r->mx[k] = v[k];
+          r->at[k] = base + k;
+        }
     }
   }
+}
+
+/* The work is cut into units of consecutive outputs (blocks of
+ * KERN_CHUNK outputs when the last dim is reduced; strips of up to
+ * KERN_WIDE columns of one output row when it is kept). With fewer than
+ * 8 units (the leading dims or everything reduced), the reduced range is
+ * also cut into KERN_BANDS bands whose partial results are combined in
+ * order: every thread gets work, reads long runs, and the result does
+ * not depend on the thread count. For KERN_MAX_GRAD, y is dx (zeroed)
+ * and g the output gradient. */
+static void kern_reduce_run(float *y, const float *x, const float *g, const kern_reduction *p,
+                            kern_reduce_op op) {
+  int rows_mode = p->last_reduced;
+  int64_t inner = p->last, strips = (inner + KERN_WIDE - 1) / KERN_WIDE;
+  int64_t units = rows_mode ? (p->out_count + KERN_CHUNK - 1) / KERN_CHUNK
+                            : p->out_count / inner * strips;
+  int64_t steps = rows_mode ? p->red_count / p->last : p->red_count, bands = 1;
+  double *part_sum = NULL;
+  float *part_mx = NULL;
+  int64_t *part_at = NULL;
+  if (units < 8 && steps >= 8 * KERN_BANDS) {
+    size_t n = (size_t)(p->out_count * KERN_BANDS);
+    part_sum = malloc(n * sizeof *part_sum);
+    part_mx = malloc(n * sizeof *part_mx);
+    part_at = malloc(n * sizeof *part_at);
+    if (part_sum && part_mx && part_at) bands = KERN_BANDS;
+  }
+  KERN_OMP("omp parallel for schedule(static) if(p->out_count * p->red_count >= KERN_PARALLEL_MIN)")
+  for (int64_t item = 0; item < units * bands; item++) {
+    int64_t unit = item / bands, band = item % bands, o0, count;
+    if (rows_mode) {
+      o0 = unit * KERN_CHUNK;
+      count = p->out_count - o0 < KERN_CHUNK ? p->out_count - o0 : KERN_CHUNK;
+    } else {
+      int64_t j0 = unit % strips * KERN_WIDE;
+      o0 = unit / strips * inner + j0;
+      count = inner - j0 < KERN_WIDE ? inner - j0 : KERN_WIDE;
+    }
+    int64_t q0 = steps * band / bands, q1 = steps * (band + 1) / bands;
+    kern_partial r;
+    kern_partial_clear(&r, count);
+    (rows_mode ? kern_reduce_rows : kern_reduce_cols)(x, p, op, o0, count, q0, q1, &r);
+    if (bands > 1) { /* part [bands, out_count] */
+      int64_t off = band * p->out_count + o0;
+      memcpy(part_sum + off, r.sum, (size_t)count * sizeof *part_sum);
+      memcpy(part_mx + off, r.mx, (size_t)count * sizeof *part_mx);
+      memcpy(part_at + off, r.at, (size_t)count * sizeof *part_at);
+      continue;
+    }
+    for (int64_t k = 0; k < count; k++) {
+      if (op == KERN_SUM)
+        y[o0 + k] = (float)r.sum[k];
+      else if (op == KERN_MAX)
+        y[o0 + k] = r.mx[k];
+      else
+        y[r.at[k]] = g[o0 + k];
+    }
+  }
+  if (bands > 1)
+    for (int64_t o = 0; o < p->out_count; o++) {
+      double total = 0.0;
+      int64_t best = o;
+      for (int64_t b = 0; b < bands; b++) {
+        int64_t i = b * p->out_count + o;
+        total += part_sum[i];
+        if (b > 0 && kern_is_new_max(part_mx[i], part_mx[best])) best = i;
+      }
+      if (op == KERN_SUM)
+        y[o] = (float)total;
+      else if (op == KERN_MAX)
+        y[o] = part_mx[best];
+      else
+        y[part_at[best]] = g[o];
+    }
+  free(part_sum);
+  free(part_mx);
+  free(part_at);
 }
 
 static void kern_reduce(float *y, const float *x, const float *g, int rank, const int64_t *dims,
@@ -354,10 +458,7 @@ static void kern_reduce(float *y, const float *x, const float *g, int rank, cons
       for (int64_t o = 0; o < out; o++) y[o] = op == KERN_SUM ? 0.0f : -INFINITY;
     return;
   }
-  if (p.last_reduced)
-    kern_reduce_rows(y, x, g, &p, op);
-  else
-    kern_reduce_cols(y, x, g, &p, op);
+  kern_reduce_run(y, x, g, &p, op);
 }
 
 /* y [kept dims of x] = sum of x [dims] over the reduced axes. */
@@ -459,13 +560,15 @@ void modelc_rt_gather_grad(float *dtable, const int32_t *ids, const float *g, in
 static void kern_rope(float *y, const float *x, int64_t outer, int64_t t, int64_t hd, float base,
                       float sign) {
   int64_t h = hd / 2;
-  KERN_OMP("omp parallel for schedule(static) if(outer * t * hd >= KERN_PARALLEL_MIN)")
-  for (int64_t pos = 0; pos < t; pos++) {
-    float cs[KERN_CHUNK], sn[KERN_CHUNK];
-    for (int64_t i0 = 0; i0 < h; i0 += KERN_CHUNK) {
-      int64_t len = h - i0 < KERN_CHUNK ? h - i0 : KERN_CHUNK;
+  for (int64_t i0 = 0; i0 < h; i0 += KERN_CHUNK) {
+    int64_t len = h - i0 < KERN_CHUNK ? h - i0 : KERN_CHUNK;
+    double freq[KERN_CHUNK]; /* base^(-2i/hd) */
+    for (int64_t i = 0; i < len; i++) freq[i] = pow((double)base, -2.0 * (double)(i0 + i) / (double)hd);
+    KERN_OMP("omp parallel for schedule(static) if(outer * t * len >= KERN_PARALLEL_MIN)")
+    for (int64_t pos = 0; pos < t; pos++) {
+      float cs[KERN_CHUNK], sn[KERN_CHUNK];
       for (int64_t i = 0; i < len; i++) {
-        double a = (double)pos * pow((double)base, -2.0 * (double)(i0 + i) / (double)hd);
+        double a = (double)pos * freq[i];
         cs[i] = (float)cos(a);
         sn[i] = sign * (float)sin(a);
       }
@@ -479,12 +582,9 @@ static void kern_rope(float *y, const float *x, int64_t outer, int64_t t, int64_
         }
       }
     }
-    if (hd % 2)
-      for (int64_t o = 0; o < outer; o++) {
-        int64_t last = (o * t + pos) * hd + hd - 1;
-        y[last] = x[last];
-      }
   }
+  if (hd % 2)
+    for (int64_t row = 0; row < outer * t; row++) y[row * hd + hd - 1] = x[row * hd + hd - 1];
 }
 
 void modelc_rt_rope(float *y, const float *x, int64_t outer, int64_t t, int64_t hd, float base) {

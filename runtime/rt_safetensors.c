@@ -425,8 +425,8 @@ static int st_parse_key(st_reader *r, const char **key, size_t *key_len) {
   return st_expect(r, ':');
 }
 
-/* A value of the wrong kind where `expected` was: a schema error when it
- * is a JSON value, invalid JSON otherwise. */
+/* Something other than the value the format wants at the cursor: the
+ * schema error `what` when it is a JSON value, invalid JSON otherwise. */
 static int st_wrong_kind(st_reader *r, const char *tensor, const char *what) {
   if (!st_at_value(r)) return st_json_error(r, r->pos, "expected a value");
   if (tensor) return st_fail(r->err, r->errlen, "%s: tensor '%s': %s", r->path, tensor, what);

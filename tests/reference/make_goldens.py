@@ -16,6 +16,9 @@ writes tests/reference/golden/NAME/:
   data.bin             an llm.c token file (specs whose inputs are tokens/targets)
   step3.safetensors    parameters and buffers after 3 optimizer steps
                        (`modelc train --init weights --steps 3`)
+  step3_tol.safetensors  (some cases) per-element slack for step3's comparison:
+                       how far f32 rounding noise in the gradients can move
+                       each parameter through AdamW (see README.md)
   README               versions, per-step lr / grad norm / losses, and how far
                        the f32 goldens are from a float64 rerun
 
@@ -1171,7 +1174,8 @@ def forward(name, spec, state, kinds, x, training, grads):
 
 def train(name, spec, state, kinds, batches):
     """STEPS optimizer steps per the spec's train section; returns the final
-    state and a log of (lr, grad norm, micro-batch losses) per step."""
+    state, a log of (lr, grad norm, micro-batch losses) per step, and the
+    gradients each step used (after clipping)."""
     tr = spec["train"]
     k = tr["accumulate"]
     params = [(n, v) for n, v in state.items() if kinds[n] == "param"]
@@ -1189,7 +1193,7 @@ def train(name, spec, state, kinds, batches):
         opt = torch.optim.AdamW(groups, lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"])
     else:
         opt = torch.optim.SGD(groups, lr=o["lr"], momentum=o["momentum"], nesterov=o["nesterov"])
-    log = []
+    log, trace = [], []
     for s in range(STEPS):
         lr = lr_at(tr["schedule"], tr["sched"], o["lr"], s)
         for g in opt.param_groups:
@@ -1207,12 +1211,13 @@ def train(name, spec, state, kinds, batches):
         norm = math.sqrt(sum(float((v.grad.double() ** 2).sum()) for _, v in params))
         if tr["grad_clip"] > 0:
             torch.nn.utils.clip_grad_norm_([v for _, v in params], tr["grad_clip"])
+        trace.append({n: v.grad.detach().clone() for n, v in params})
         opt.step()
         log.append((lr, norm, losses))
     for _, v in params:
         v.requires_grad_(False)
         v.grad = None
-    return state, log
+    return state, log, trace
 
 
 def adam_step_bound(t, b1, b2):
@@ -1223,28 +1228,92 @@ def adam_step_bound(t, b1, b2):
     return r * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
 
 
-def noise_driven(spec, grads64, log):
-    """{param: atol} for parameters whose gradient is zero in exact arithmetic
-    (k.bias of attention without rope, a conv bias right before batchnorm):
-    with AdamW their f32 steps are rounding noise scaled up to ~lr, so step3
-    can only bound how far they moved."""
-    tr = spec["train"]
-    if tr["optimizer"] != "adamw":
-        return {}
+# The gradient noise assumed for an f32 implementation, per step and
+# parameter: this many times the largest difference between PyTorch's f32
+# and float64 gradients of that parameter at that step (the README says more).
+GRAD_NOISE = 4.0
+
+
+def zero_gradient(spec, grads64):
+    """Parameters whose gradient is zero in exact arithmetic (their float64
+    gradient is below 1e-12 of the largest): attn.k.bias without rope, a
+    conv bias right before batchnorm."""
     g = {k[5:]: float(v.abs().max()) for k, v in grads64.items() if k.startswith("grad.")}
     gmax = max(g.values())
-    b1, b2 = tr["opt"]["betas"]
-    bound = sum(lr * adam_step_bound(t + 1, b1, b2) for t, (lr, _, _) in enumerate(log))
-    return {k: 2 * bound + ATOL for k, v in g.items() if v <= 1e-12 * gmax}
+    return [k for k, v in g.items() if v <= 1e-12 * gmax]
 
 
-def worst_ratio(actual, expected, rtol, atol=ATOL):
-    """max |a - e| / (atol + rtol |e|) over all tensors (> 1: out of tolerance)."""
+def replay_optimizer(spec, p0, grads, lrs):
+    """The optimizer's arithmetic on one tensor over the steps, as
+    torch.optim does it, differentiable in the gradients."""
+    o = spec["train"]["opt"]
+    wd = o["weight_decay"] if p0.dim() >= 2 else 0.0
+    p = p0
+    if spec["train"]["optimizer"] == "adamw":
+        b1, b2 = o["betas"]
+        m = v = torch.zeros_like(p0)
+        for t, (g, lr) in enumerate(zip(grads, lrs), 1):
+            p = p * (1 - lr * wd)
+            m = b1 * m + (1 - b1) * g
+            v = b2 * v + (1 - b2) * g * g
+            # + 1e-300: no infinite derivative of sqrt at an exact zero
+            p = p - lr / (1 - b1 ** t) * m / ((v + 1e-300).sqrt() / math.sqrt(1 - b2 ** t) + o["eps"])
+    else:
+        buf = None
+        for g, lr in zip(grads, lrs):
+            d = g + wd * p
+            if o["momentum"]:
+                buf = d if buf is None else o["momentum"] * buf + d
+                d = d + o["momentum"] * buf if o["nesterov"] else buf
+            p = p - lr * d
+    return p
+
+
+def step3_slack(spec, state0, kinds, trace, trace32, log, grads64, st32, st64):
+    """{tensor: per-element slack}: how far f32 rounding noise in the
+    gradients can move each parameter over the steps. First order: the
+    derivative of the optimizer's arithmetic with respect to each step's
+    gradient (float64, along the float64 trajectory) times GRAD_NOISE x the
+    largest |f32 - float64| of that parameter's gradient at that step. It
+    matters where AdamW divides a gradient by its own size: elements whose
+    gradient is small next to its rounding noise. Parameters whose gradient is zero in exact
+    arithmetic get the bound of what AdamW can do in 3 steps instead (and
+    so do running means that follow such a bias)."""
+    lrs = [lr for lr, _, _ in log]
+    slack = {}
+    for n, p0 in state0.items():
+        if kinds[n] != "param":
+            continue
+        gs = [t[n].double().clone().requires_grad_(True) for t in trace]
+        replay_optimizer(spec, p0.double(), gs, lrs).sum().backward()
+        sl = torch.zeros_like(p0, dtype=torch.float64)
+        for g, t32 in zip(gs, trace32):
+            sigma = GRAD_NOISE * float((t32[n].double() - g.detach()).abs().max())
+            sl += g.grad.abs() * sigma * (g.detach() != 0)
+        slack[n] = sl
+    zero = zero_gradient(spec, grads64)
+    if zero and spec["train"]["optimizer"] == "adamw":
+        b1, b2 = spec["train"]["opt"]["betas"]
+        bound = 2 * sum(lr * adam_step_bound(t + 1, b1, b2) for t, lr in enumerate(lrs))
+        for n in zero:
+            slack[n] = torch.full_like(slack[n], bound)
+        # a batchnorm's running mean follows a noise-driven bias right before it
+        for n in st32:
+            if n.endswith(".running_mean") and worst_ratio({n: st32[n]}, {n: st64[n]}, RTOL_STEP)[0] > 0.5:
+                slack[n] = torch.full(st32[n].shape, bound, dtype=torch.float64)
+    # keep the tensors where the slack matters
+    return {n: v for n, v in slack.items()
+            if bool((v > 0.25 * (ATOL + RTOL_STEP * st64[n].double().abs())).any())}, zero
+
+
+def worst_ratio(actual, expected, rtol, atol=ATOL, slack=None):
+    """max |a - e| / (atol + rtol |e| + slack) over all tensors (> 1: out of tolerance)."""
     worst, where = 0.0, ""
     for k, e in expected.items():
         a = actual[k].double()
         e = e.double()
-        r = float(((a - e).abs() / (atol + rtol * e.abs())).max()) if e.numel() else 0.0
+        extra = slack[k].double() if slack and k in slack else 0.0
+        r = float(((a - e).abs() / (atol + rtol * e.abs() + extra)).max()) if e.numel() else 0.0
         if r > worst:
             worst, where = r, k
     return worst, where
@@ -1261,6 +1330,50 @@ def modelc_params(modelc, path):
         shape = [int(v) for v in f[1].strip("[]").split(",") if v]
         out.append((f[0], shape, f[2], len(f) > 3 and f[3] == "buffer"))
     return out
+
+
+def check_summary(modelc, path, spec):
+    """Cross-checks this script's reading of inputs and train against the
+    summary of `modelc check PATH` (whose layout may change: lines that are
+    not found are skipped with a note; values that differ are an error)."""
+    r = subprocess.run([modelc, "check", path], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"modelc check {path} failed ({r.returncode}):\n{r.stderr}")
+    lines = {ln.split()[0]: ln.split(None, 1)[1] for ln in r.stdout.splitlines()[1:] if ln.startswith("  ") and len(ln.split()) > 1}
+    problems = []
+    if "inputs" in lines:
+        want = ", ".join(f"{n} {t}[{','.join(map(str, sh))}]" for n, t, sh in spec["inputs"])
+        if lines["inputs"].strip() != want:
+            problems.append(f"inputs: modelc says {lines['inputs'].strip()!r}, read {want!r}")
+    else:
+        print(f"  note: no 'inputs' line in `modelc check {path}`")
+    if "train" in lines:
+        text = lines["train"]
+        calls = re.findall(r"([a-z_]+)\(([^()]*)\)", text)
+        got = {}
+        for fname, body in calls[:2]:
+            for a in _split_args(body):
+                k, _, v = a.partition("=")
+                got[(fname, k.strip())] = True if not _ else _value(v)
+        for k, v in re.findall(r"(grad_clip|accumulate)=([0-9.e+-]+)", text):
+            got[("", k)] = float(v)
+        t = spec["train"]
+        mine = {(t["optimizer"], k): v for k, v in t["opt"].items()}
+        mine.update({(t["schedule"], k): v for k, v in t["sched"].items()})
+        mine[("", "grad_clip")] = t["grad_clip"]
+        mine[("", "accumulate")] = float(t["accumulate"])
+        for key, v in mine.items():
+            if key not in got:
+                if v not in (False, 0, 0.0):  # modelc may leave out flags that are off
+                    problems.append(f"train: {key[0]}.{key[1]} = {v!r} here, not in modelc's summary")
+                continue
+            a, b = np.asarray(v, dtype=float), np.asarray(got[key], dtype=float)
+            if a.shape != b.shape or not np.allclose(a, b, rtol=1e-6, atol=0):
+                problems.append(f"train: {key[0]}.{key[1]} = {v!r} here, {got[key]!r} in modelc's summary")
+    else:
+        print(f"  note: no 'train' line in `modelc check {path}`")
+    if problems:
+        raise RuntimeError(f"{path}: this script reads the spec differently from modelc:\n  " + "\n  ".join(problems))
 
 
 def torch_params(state, kinds):
@@ -1313,6 +1426,7 @@ def make_case(name, args):
     state0, kinds = m.state, m.kinds
     mine = torch_params(state0, kinds)
     if args.modelc:
+        check_summary(args.modelc, path, spec)
         theirs = modelc_params(args.modelc, path)
         if sorted(mine) != sorted(theirs):
             a, b = set(map(repr, mine)), set(map(repr, theirs))
@@ -1328,38 +1442,30 @@ def make_case(name, args):
         ev = forward(name, spec, clone_state(state0, dtype), kinds, xs, training=False, grads=False)
         tr = forward(name, spec, clone_state(state0, dtype), kinds, xs, training=True, grads=True)
         bs = [cast_inputs(spec, storage_dtypes(spec, b), dtype) for b in batches]
-        st, log = train(name, spec, clone_state(state0, dtype), kinds, bs)
-        results[dtype] = (ev, tr, st, log)
+        st, log, trace = train(name, spec, clone_state(state0, dtype), kinds, bs)
+        results[dtype] = (ev, tr, st, log, trace)
 
-    ev, tr, st, log = results[torch.float32]
-    ev64, tr64, st64, _ = results[torch.float64]
+    ev, tr, st, log, trace32 = results[torch.float32]
+    ev64, tr64, st64, log64, trace64 = results[torch.float64]
     f32 = lambda t: {kk: (v.to(torch.float32) if v.is_floating_point() else v) for kk, v in t.items()}
     if any(kinds[kk] == "buffer" for kk in kinds):
         # batchnorm: batch statistics in training, running statistics in inference
         diff = max(float((ev[o] - tr[o]).abs().max()) for o in spec["outputs"])
         assert diff > 1e-3, f"{name}: eval and train-mode outputs agree ({diff:g}): batchnorm not in effect?"
-    loose = noise_driven(spec, tr64, log)
+    slack, zero = step3_slack(spec, clone_state(state0, torch.float64), kinds, trace64, trace32, log64, tr64,
+                              f32(st), st64)
     ratios = {
         "eval": worst_ratio(ev, ev64, RTOL_RUN),
         "train": worst_ratio(tr, tr64, RTOL_RUN),
-        "step3": worst_ratio(f32(st), {kk: v for kk, v in st64.items() if kk not in loose}, RTOL_STEP),
+        "step3": worst_ratio(f32(st), st64, RTOL_STEP, slack=slack),
     }
-    if loose:
-        # a batchnorm's running mean follows a noise-driven bias right before it
-        for kk in st:
-            if kk.endswith(".running_mean") and worst_ratio({kk: st[kk]}, {kk: st64[kk]}, RTOL_STEP)[0] > 0.5:
-                loose[kk] = max(loose.values())
-        ratios["step3"] = worst_ratio(f32(st), {kk: v for kk, v in st64.items() if kk not in loose}, RTOL_STEP)
-    for kk, atol in loose.items():
-        r, _ = worst_ratio({kk: st[kk]}, {kk: st64[kk]}, 0.0, atol)
-        assert r <= 0.5, f"{name}: {kk} moved by more than the bound of its noise-driven steps"
 
     # write the golden directory
     out = os.path.join(args.out, name)
     if os.path.isdir(out):
         shutil.rmtree(out)
     os.makedirs(out)
-    meta = {"torch": torch.__version__, "numpy": np.__version__, "case": f"tests/reference/cases/{name}.yaml",
+    meta = {"torch": torch.__version__, "numpy": np.__version__, "case": os.path.relpath(path, SRC),
             "generator": "tests/reference/make_goldens.py"}
     write_safetensors(os.path.join(out, "weights.safetensors"), state0, meta)
     write_safetensors(os.path.join(out, "input.safetensors"), inp32, meta)
@@ -1373,15 +1479,14 @@ def make_case(name, args):
         write_safetensors(os.path.join(out, "data.safetensors"), storage_dtypes(spec, data), meta)
         data_file = "data.safetensors"
 
-    if loose:
-        with open(os.path.join(out, "step3.atol"), "w") as f:
-            for kk, atol in loose.items():
-                f.write(f"{kk} {atol:.3g}\n")
+    if slack:
+        write_safetensors(os.path.join(out, "step3_tol.safetensors"), f32(slack), meta)
     t = spec["train"]
     lines = [
-        f"{name}: golden files for tests/reference/cases/{name}.yaml, made by",
+        f"{name}: golden files for {os.path.relpath(path, SRC)}, made by",
         f"tests/reference/make_goldens.py with torch {torch.__version__}, numpy {np.__version__}, float32, 1 thread.",
-        f"files: weights.safetensors input.safetensors eval.safetensors train.safetensors {data_file} step3.safetensors",
+        f"files: weights.safetensors input.safetensors eval.safetensors train.safetensors {data_file} step3.safetensors"
+        + (" step3_tol.safetensors" if slack else ""),
         f"data: {micro} micro-batches of B={B} ({STEPS} steps x accumulate {k})"
         + (f", {len(stream)} tokens" if data is None else ""),
         f"eval loss {ev['loss'].item():.9g}; train-mode loss {tr['loss'].item():.9g}",
@@ -1394,12 +1499,14 @@ def make_case(name, args):
     lines.append("f32 goldens vs a float64 rerun, worst |a-e|/(atol+rtol|e|) at CI's tolerances "
                  f"(rtol {RTOL_RUN:g} / {RTOL_STEP:g} for step3, atol {ATOL:g}):")
     lines.append("  " + ", ".join(f"{kk} {r:.3g} ({w})" for kk, (r, w) in ratios.items()))
-    if loose:
-        lines.append("step3.atol: tensors whose gradient is zero in exact arithmetic (their float64 gradient is")
-        lines.append("below 1e-12 of the largest), so that AdamW turns f32 rounding noise into steps of up to lr")
-        lines.append("(and running means that follow such a bias); compared with the atol given there (twice")
-        lines.append("the bound of 3 AdamW steps) instead of rtol 1e-5:")
-        lines.append("  " + " ".join(loose))
+    if slack:
+        base = {kk: ATOL + RTOL_STEP * st64[kk].double().abs() for kk in slack}
+        lines.append("step3_tol.safetensors: per-element slack added to step3's tolerance, where f32 rounding")
+        lines.append(f"noise in the gradients ({GRAD_NOISE:g}x PyTorch's f32 - f64 difference) can move a parameter")
+        lines.append("further than atol + rtol |e| (elements with slack > that tolerance / all elements, largest slack):")
+        for kk, v in slack.items():
+            note = " (zero gradient in exact arithmetic)" if kk in zero else ""
+            lines.append(f"  {kk}: {int((v > base[kk]).sum())}/{v.numel()}, {float(v.max()):.3g}{note}")
     with open(os.path.join(out, "README"), "w") as f:
         f.write("\n".join(lines) + "\n")
     size = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
@@ -1547,11 +1654,15 @@ def _rope_naive(vec, t, base):
 
 
 def main():
+    global CASES_DIR
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("cases", nargs="*", help="case names (default: every cases/*.yaml)")
     ap.add_argument("--modelc", help="the modelc binary, to check parameter names (required unless --no-modelc)")
     ap.add_argument("--no-modelc", action="store_true", help="skip the parameter-name check")
     ap.add_argument("--out", default=GOLDEN_DIR, help="where the golden directories go")
+    ap.add_argument("--cases-dir", default=CASES_DIR,
+                    help="where the NAME.yaml are (for experiments: a copy of a case with other dims "
+                         "or options the builder reads from the YAML)")
     ap.add_argument("--skip-self-test", action="store_true")
     args = ap.parse_args()
     if not args.modelc and not args.no_modelc:
@@ -1559,10 +1670,11 @@ def main():
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
 
+    CASES_DIR = args.cases_dir
     files = sorted(f[:-5] for f in os.listdir(CASES_DIR) if f.endswith(".yaml"))
     missing = [f for f in files if f not in BUILDERS]
     extra = [b for b in BUILDERS if b not in files]
-    if missing or extra:
+    if missing or (extra and args.cases_dir == os.path.join(HERE, "cases")):
         sys.exit(f"cases without a builder: {missing}; builders without a case: {extra}")
     names = args.cases or files
     for n in names:

@@ -1,7 +1,7 @@
 /* st_compare: compare two safetensors files tensor by tensor.
  *
  *   st_compare ACTUAL EXPECTED [--rtol R] [--atol A] [--prefix P]
- *              [--only-expected] [--atol-for NAME=A]... [--verbose]
+ *              [--only-expected] [--tol-file TOL] [--verbose]
  *
  * Every tensor of EXPECTED (only those whose name starts with P, with
  * --prefix) must exist in ACTUAL under the same name, with the same shape
@@ -10,8 +10,11 @@
  * satisfy |a - e| <= atol + rtol * |e| (defaults rtol 1e-4, atol 1e-6).
  * NaN never matches, not even NaN; equal infinities match. A tensor of
  * ACTUAL that EXPECTED lacks (within the prefix) is a failure too, unless
- * --only-expected is given. --atol-for NAME=A sets the atol of one tensor
- * (repeatable), for tensors whose value is known to be noise-driven.
+ * --only-expected is given. With --tol-file TOL (a safetensors file), a
+ * tensor of TOL named as one of EXPECTED, with the same element count,
+ * adds its elements to that tensor's tolerance, element by element:
+ * |a - e| <= atol + rtol * |e| + tol (for values known to be sensitive to
+ * rounding, see tests/reference/README.md).
  *
  * For each failing tensor it prints the worst element (the largest
  * |a - e| / (atol + rtol |e|)) and how many elements are out of
@@ -32,26 +35,21 @@
 #include "modelc_rt.h"
 
 typedef struct {
-  const char *name;
-  double atol;
-} atol_override;
-
-typedef struct {
   double rtol, atol;
   const char *prefix;
   int only_expected, verbose;
-  atol_override *overrides;
-  int num_overrides;
+  modelc_rt_st_file *tol; /* --tol-file, or NULL */
 } options;
 
 static void usage(FILE *out) {
   fprintf(out,
           "usage: st_compare ACTUAL EXPECTED [--rtol R] [--atol A] [--prefix P]\n"
-          "                  [--only-expected] [--atol-for NAME=A]... [--verbose]\n"
+          "                  [--only-expected] [--tol-file TOL] [--verbose]\n"
           "Every tensor of EXPECTED (names starting with P) must be in ACTUAL with the same\n"
-          "shape and |a - e| <= atol + rtol * |e| for every element (rtol 1e-4, atol 1e-6\n"
-          "unless given; NaN never matches). Tensors of ACTUAL missing from EXPECTED fail\n"
-          "too, unless --only-expected. Exit 0 equal, 1 different, 2 trouble.\n");
+          "shape and |a - e| <= atol + rtol * |e| (+ TOL's tensor of that name, element by\n"
+          "element) for every element (rtol 1e-4, atol 1e-6 unless given; NaN never\n"
+          "matches). Tensors of ACTUAL missing from EXPECTED fail too, unless\n"
+          "--only-expected. Exit 0 equal, 1 different, 2 trouble.\n");
 }
 
 static int parse_double(const char *s, double *out) {
@@ -131,12 +129,6 @@ static int has_prefix(const char *name, const char *prefix) {
   return !prefix || strncmp(name, prefix, strlen(prefix)) == 0;
 }
 
-static double atol_for(const options *o, const char *name) {
-  for (int i = 0; i < o->num_overrides; i++)
-    if (strcmp(o->overrides[i].name, name) == 0) return o->overrides[i].atol;
-  return o->atol;
-}
-
 /* Compares one tensor: 0 match, 1 differs, 2 trouble. */
 static int compare_tensor(const modelc_rt_st_file *fa, const modelc_rt_st_file *fe,
                           const modelc_rt_st_tensor *te, const options *o) {
@@ -158,16 +150,26 @@ static int compare_tensor(const modelc_rt_st_file *fa, const modelc_rt_st_file *
     return 1;
   }
   int64_t n = element_count(te);
-  double *a = read_values(fa, ta, n), *e = read_values(fe, te, n);
-  if (!a || !e) {
+  double *a = read_values(fa, ta, n), *e = read_values(fe, te, n), *extra = NULL;
+  const modelc_rt_st_tensor *tt = o->tol ? modelc_rt_st_find(o->tol, te->name) : NULL;
+  if (tt && (!is_float_dtype(tt->dtype) || element_count(tt) != n)) {
+    fprintf(stderr, "st_compare: %s: tensor '%s' is not %lld floating-point values like %s's\n",
+            o->tol->path, te->name, (long long)n, fe->path);
     free(a);
     free(e);
     return 2;
   }
-  double atol = atol_for(o, te->name), worst = 0;
+  if (tt) extra = read_values(o->tol, tt, n);
+  if (!a || !e || (tt && !extra)) {
+    free(a);
+    free(e);
+    free(extra);
+    return 2;
+  }
+  double atol = o->atol, worst = 0;
   int64_t bad = 0, worst_at = -1;
   for (int64_t i = 0; i < n; i++) {
-    double tol = atol + o->rtol * fabs(e[i]), ratio;
+    double tol = atol + o->rtol * fabs(e[i]) + (extra ? fabs(extra[i]) : 0), ratio;
     if (a[i] == e[i]) /* includes equal infinities */
       ratio = 0;
     else if (isnan(a[i]) || isnan(e[i]) || isinf(a[i]) || isinf(e[i]))
@@ -187,24 +189,26 @@ static int compare_tensor(const modelc_rt_st_file *fa, const modelc_rt_st_file *
     if (worst_at < 0) {
       printf("%s %s: empty\n", bad ? "FAIL" : "ok  ", te->name);
     } else {
+      char extra_text[64] = "";
+      if (extra) snprintf(extra_text, sizeof extra_text, " + tol %.3g", fabs(extra[worst_at]));
       printf("%s %s %s: %lld of %lld elements out of tolerance; worst at %s: actual %.9g, expected "
-             "%.9g, |diff| %.3g %s %.3g (atol %g + rtol %g * |e|), ratio %.3g\n",
+             "%.9g, |diff| %.3g %s %.3g (atol %g + rtol %g * |e|%s), ratio %.3g\n",
              bad ? "FAIL" : "ok  ", te->name, se, (long long)bad, (long long)n, idx, a[worst_at],
              e[worst_at], fabs(a[worst_at] - e[worst_at]), bad ? ">" : "<=",
-             atol + o->rtol * fabs(e[worst_at]), atol, o->rtol, worst);
+             atol + o->rtol * fabs(e[worst_at]) + (extra ? fabs(extra[worst_at]) : 0), atol, o->rtol,
+             extra_text, worst);
     }
   }
   free(a);
   free(e);
+  free(extra);
   return rc;
 }
 
 int main(int argc, char **argv) {
-  options o = {1e-4, 1e-6, NULL, 0, 0, NULL, 0};
-  const char *paths[2];
+  options o = {1e-4, 1e-6, NULL, 0, 0, NULL};
+  const char *paths[2], *tol_path = NULL;
   int npaths = 0;
-  o.overrides = calloc((size_t)argc, sizeof *o.overrides);
-  if (!o.overrides) return 2;
   for (int i = 1; i < argc; i++) {
     const char *arg = argv[i];
     const char *val = NULL;
@@ -218,7 +222,7 @@ int main(int argc, char **argv) {
       if (eq) val = eq + 1;
     }
     int takes_value = !strcmp(opt, "--rtol") || !strcmp(opt, "--atol") ||
-                      !strcmp(opt, "--prefix") || !strcmp(opt, "--atol-for");
+                      !strcmp(opt, "--prefix") || !strcmp(opt, "--tol-file");
     if (takes_value && !val) {
       if (i + 1 >= argc) {
         fprintf(stderr, "st_compare: %s needs a value\n", opt);
@@ -236,19 +240,8 @@ int main(int argc, char **argv) {
       }
     } else if (!strcmp(opt, "--prefix")) {
       o.prefix = val;
-    } else if (!strcmp(opt, "--atol-for")) {
-      const char *sep = strrchr(val, '=');
-      atol_override *ov = &o.overrides[o.num_overrides];
-      if (!sep || sep == val || parse_double(sep + 1, &ov->atol) != 0) {
-        fprintf(stderr, "st_compare: --atol-for expects NAME=ATOL, got '%s'\n", val);
-        return 2;
-      }
-      char *name = malloc((size_t)(sep - val) + 1);
-      if (!name) return 2;
-      memcpy(name, val, (size_t)(sep - val));
-      name[sep - val] = 0;
-      ov->name = name;
-      o.num_overrides++;
+    } else if (!strcmp(opt, "--tol-file")) {
+      tol_path = val;
     } else if (!strcmp(arg, "--only-expected")) {
       o.only_expected = 1;
     } else if (!strcmp(arg, "--verbose") || !strcmp(arg, "-v")) {
@@ -270,7 +263,7 @@ int main(int argc, char **argv) {
     return 2;
   }
 
-  modelc_rt_st_file fa, fe;
+  modelc_rt_st_file fa, fe, ft;
   char err[512];
   if (modelc_rt_st_open(&fa, paths[0], err, sizeof err) != 0) {
     fprintf(stderr, "st_compare: %s\n", err);
@@ -280,6 +273,15 @@ int main(int argc, char **argv) {
     fprintf(stderr, "st_compare: %s\n", err);
     modelc_rt_st_close(&fa);
     return 2;
+  }
+  if (tol_path) {
+    if (modelc_rt_st_open(&ft, tol_path, err, sizeof err) != 0) {
+      fprintf(stderr, "st_compare: %s\n", err);
+      modelc_rt_st_close(&fa);
+      modelc_rt_st_close(&fe);
+      return 2;
+    }
+    o.tol = &ft;
   }
 
   int compared = 0, failed = 0, trouble = 0;
@@ -300,9 +302,9 @@ int main(int argc, char **argv) {
       }
     }
   }
-  for (int i = 0; i < o.num_overrides; i++) {
-    if (!modelc_rt_st_find(&fe, o.overrides[i].name))
-      printf("note: --atol-for %s: no such tensor in %s\n", o.overrides[i].name, fe.path);
+  for (int i = 0; o.tol && i < o.tol->count; i++) {
+    if (!modelc_rt_st_find(&fe, o.tol->tensors[i].name))
+      printf("note: %s: tensor '%s' is not in %s\n", o.tol->path, o.tol->tensors[i].name, fe.path);
   }
   if (compared == 0) printf("FAIL no tensors%s%s%s in %s\n", o.prefix ? " named '" : "",
                             o.prefix ? o.prefix : "", o.prefix ? "...'" : "", fe.path);
@@ -311,8 +313,7 @@ int main(int argc, char **argv) {
          extra ? ", unexpected tensors in ACTUAL" : "", fa.path, fe.path, o.rtol, o.atol);
   modelc_rt_st_close(&fa);
   modelc_rt_st_close(&fe);
-  for (int i = 0; i < o.num_overrides; i++) free((char *)o.overrides[i].name);
-  free(o.overrides);
+  if (o.tol) modelc_rt_st_close(o.tol);
   if (trouble) return 2;
   return failed || extra || compared == 0 ? 1 : 0;
 }

@@ -381,7 +381,14 @@ START_TEST(reduce_common_and_long) {
   check_reduce_case(2, last, r01, 0); /* the last dim */
   check_reduce_case(3, lead, r110, 1); /* the leading dims */
   check_reduce_case(1, lone, r1, 0);  /* everything, 10000 long */
-  check_reduce_case(2, tall, r10, 0); /* down 5000 rows */
+  check_reduce_case(2, tall, r10, 0); /* down 5000 rows, in bands */
+  check_reduce_case(2, tall, r10, 1); /* ties across bands: the first wins */
+  int64_t bn[3] = {100, 3, 50};       /* BatchNorm-like: keep the middle dim */
+  int r101[3] = {1, 0, 1};
+  check_reduce_case(3, bn, r101, 0);
+  check_reduce_case(3, bn, r101, 1);
+  int64_t many[3] = {9, 700, 5};      /* more than one block of outputs */
+  check_reduce_case(3, many, r101, 1);
   int64_t wide[2] = {3, 600}; /* kept inner dim wider than a chunk */
   check_reduce_case(2, wide, r10, 1);
   int64_t odd[4] = {3, 1, 5, 1};
