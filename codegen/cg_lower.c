@@ -97,7 +97,6 @@ static bool lower_source(lowering *l, const ir_node *n) {
     }
   }
   l->buffer_of[v->id] = b;
-  if (kind == CG_BUF_INPUT) l->entry->input_used[p->buffers[b].index] = true;
   return true;
 }
 
@@ -330,6 +329,12 @@ static bool lower_node(lowering *l, const ir_node *n) {
   return lower_generic(l, n, CG_K_CALL);
 }
 
+static void mark_input(const cg_program *p, cg_entry *e, int b) {
+  if (b < 0) return;
+  while (p->buffers[b].alias_of >= 0) b = p->buffers[b].alias_of;
+  if (p->buffers[b].kind == CG_BUF_INPUT) e->input_used[p->buffers[b].index] = true;
+}
+
 bool cg_lower_entry(cg_program *p, const char *name, const ir_graph *g, char *err, size_t errlen) {
   if (p->num_entries == 3) {
     snprintf(err, errlen, "too many entry points");
@@ -345,6 +350,11 @@ bool cg_lower_entry(cg_program *p, const char *name, const ir_graph *g, char *er
   for (int i = 0; i <= g->next_value_id; i++) l.buffer_of[i] = -1;
   for (const ir_node *n = g->first; n; n = n->next)
     if (!lower_node(&l, n)) return false;
+  /* An input is needed when a kernel or an output reads it (dead-code
+   * elimination keeps input nodes, so their presence says nothing). */
+  for (int i = 0; i < e->num_kernels; i++)
+    for (int o = 0; o < e->kernels[i].num_operands; o++) mark_input(p, e, e->kernels[i].operands[o]);
+  for (int i = 0; i < e->num_outputs; i++) mark_input(p, e, e->output_buffers[i]);
   p->num_entries++;
   return true;
 }

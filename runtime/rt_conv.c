@@ -63,7 +63,7 @@ static int64_t conv_chunk(const modelc_rt_conv *p, int64_t k) {
 static void conv_im2col(float *col, const float *x, int64_t nb, int64_t c0, int64_t cg,
                         const modelc_rt_conv *p) {
   int64_t rows = cg * p->kh * p->kw, plane = p->oh * p->ow, ld = nb * plane;
-  CONV_OMP("omp parallel for schedule(static) if(nb * rows * plane >= CONV_PARALLEL_MIN)")
+  CONV_OMP("omp parallel for if(nb * rows * plane >= CONV_PARALLEL_MIN)")
   for (int64_t item = 0; item < nb * rows; item++) {
     int64_t img = item / rows, row = item % rows;
     int64_t c = row / (p->kh * p->kw), i = row / p->kw % p->kh, j = row % p->kw;
@@ -96,7 +96,7 @@ static void conv_im2col(float *col, const float *x, int64_t nb, int64_t c0, int6
 static void conv_col2im(float *dx, const float *col, int64_t nb, int64_t c0, int64_t cg,
                         const modelc_rt_conv *p) {
   int64_t plane = p->oh * p->ow, ld = nb * plane;
-  CONV_OMP("omp parallel for schedule(static) if(nb * cg * p->kh * p->kw * plane >= CONV_PARALLEL_MIN)")
+  CONV_OMP("omp parallel for if(nb * cg * p->kh * p->kw * plane >= CONV_PARALLEL_MIN)")
   for (int64_t item = 0; item < nb * cg; item++) {
     int64_t img = item / cg, c = item % cg;
     float *dxc = dx + (img * p->c + c0 + c) * p->h * p->w;
@@ -185,7 +185,8 @@ void modelc_rt_conv2d(float *y, const float *x, const float *w, const modelc_rt_
 }
 
 /* dx [N,C,H,W] from g [N,O,OH,OW] and w [O,C/groups,KH,KW]. */
-void modelc_rt_conv2d_grad_input(float *dx, const float *g, const float *w, const modelc_rt_conv *p) {
+void modelc_rt_conv2d_grad_input(float *dx, const float *g, const float *w,
+                                 const modelc_rt_conv *p) {
   int64_t cg = p->c / p->groups, og = p->o / p->groups, k = cg * p->kh * p->kw;
   int64_t plane = p->oh * p->ow, in_plane = p->h * p->w;
   if (conv_is_pointwise(p)) { /* dx_g [Cg, H*W] = w_g^T [Cg, Og] g_g [Og, H*W] */
@@ -288,7 +289,7 @@ static int64_t conv_pool_argmax(const float *xc, const modelc_rt_pool *p, int64_
 /* y [N,C,OH,OW] = max of x [N,C,H,W] over each window; padding is -inf. */
 void modelc_rt_maxpool2d(float *y, const float *x, const modelc_rt_pool *p) {
   int64_t planes = p->n * p->c;
-  CONV_OMP("omp parallel for schedule(static) if(planes * p->h * p->w >= CONV_PARALLEL_MIN)")
+  CONV_OMP("omp parallel for if(planes * p->h * p->w >= CONV_PARALLEL_MIN)")
   for (int64_t pl = 0; pl < planes; pl++) {
     const float *xc = x + pl * p->h * p->w;
     float *yc = y + pl * p->oh * p->ow;
@@ -303,7 +304,7 @@ void modelc_rt_maxpool2d(float *y, const float *x, const modelc_rt_pool *p) {
 /* dx [N,C,H,W] = g [N,C,OH,OW] summed at each window's argmax. */
 void modelc_rt_maxpool2d_grad(float *dx, const float *x, const float *g, const modelc_rt_pool *p) {
   int64_t planes = p->n * p->c;
-  CONV_OMP("omp parallel for schedule(static) if(planes * p->h * p->w >= CONV_PARALLEL_MIN)")
+  CONV_OMP("omp parallel for if(planes * p->h * p->w >= CONV_PARALLEL_MIN)")
   for (int64_t pl = 0; pl < planes; pl++) {
     const float *xc = x + pl * p->h * p->w;
     const float *gc = g + pl * p->oh * p->ow;
@@ -328,7 +329,7 @@ static float conv_pool_divisor(const modelc_rt_pool *p, int64_t oy, int64_t ox) 
 /* y [N,C,OH,OW] = mean of x over each window, padding counted as 0. */
 void modelc_rt_avgpool2d(float *y, const float *x, const modelc_rt_pool *p) {
   int64_t planes = p->n * p->c;
-  CONV_OMP("omp parallel for schedule(static) if(planes * p->h * p->w >= CONV_PARALLEL_MIN)")
+  CONV_OMP("omp parallel for if(planes * p->h * p->w >= CONV_PARALLEL_MIN)")
   for (int64_t pl = 0; pl < planes; pl++) {
     const float *xc = x + pl * p->h * p->w;
     float *yc = y + pl * p->oh * p->ow;
@@ -347,7 +348,7 @@ void modelc_rt_avgpool2d(float *y, const float *x, const modelc_rt_pool *p) {
 /* dx [N,C,H,W] = g [N,C,OH,OW] / divisor spread over each window. */
 void modelc_rt_avgpool2d_grad(float *dx, const float *g, const modelc_rt_pool *p) {
   int64_t planes = p->n * p->c;
-  CONV_OMP("omp parallel for schedule(static) if(planes * p->h * p->w >= CONV_PARALLEL_MIN)")
+  CONV_OMP("omp parallel for if(planes * p->h * p->w >= CONV_PARALLEL_MIN)")
   for (int64_t pl = 0; pl < planes; pl++) {
     const float *gc = g + pl * p->oh * p->ow;
     float *dxc = dx + pl * p->h * p->w;
@@ -369,7 +370,7 @@ void modelc_rt_avgpool2d_grad(float *dx, const float *g, const modelc_rt_pool *p
 void modelc_rt_upsample_nearest(float *y, const float *x, int64_t planes, int64_t h, int64_t w,
                                 int64_t scale) {
   int64_t ow = w * scale, oh = h * scale;
-  CONV_OMP("omp parallel for schedule(static) if(planes * oh * ow >= CONV_PARALLEL_MIN)")
+  CONV_OMP("omp parallel for if(planes * oh * ow >= CONV_PARALLEL_MIN)")
   for (int64_t pl = 0; pl < planes; pl++)
     for (int64_t oy = 0; oy < oh; oy++) {
       const float *src = x + (pl * h + oy / scale) * w;
@@ -382,7 +383,7 @@ void modelc_rt_upsample_nearest(float *y, const float *x, int64_t planes, int64_
 void modelc_rt_upsample_nearest_grad(float *dx, const float *g, int64_t planes, int64_t h,
                                      int64_t w, int64_t scale) {
   int64_t ow = w * scale, oh = h * scale;
-  CONV_OMP("omp parallel for schedule(static) if(planes * oh * ow >= CONV_PARALLEL_MIN)")
+  CONV_OMP("omp parallel for if(planes * oh * ow >= CONV_PARALLEL_MIN)")
   for (int64_t pl = 0; pl < planes; pl++) {
     float *dst = dx + pl * h * w;
     memset(dst, 0, (size_t)(h * w) * sizeof *dst);
@@ -422,7 +423,7 @@ static conv_taps conv_linear_taps(int64_t o, int64_t size, int64_t scale) {
 void modelc_rt_upsample_bilinear(float *y, const float *x, int64_t planes, int64_t h, int64_t w,
                                  int64_t scale) {
   int64_t ow = w * scale, oh = h * scale;
-  CONV_OMP("omp parallel for schedule(static) if(planes * oh * ow >= CONV_PARALLEL_MIN)")
+  CONV_OMP("omp parallel for if(planes * oh * ow >= CONV_PARALLEL_MIN)")
   for (int64_t pl = 0; pl < planes; pl++)
     for (int64_t oy = 0; oy < oh; oy++) {
       conv_taps ty = conv_linear_taps(oy, h, scale);
@@ -441,7 +442,7 @@ void modelc_rt_upsample_bilinear(float *y, const float *x, int64_t planes, int64
 void modelc_rt_upsample_bilinear_grad(float *dx, const float *g, int64_t planes, int64_t h,
                                       int64_t w, int64_t scale) {
   int64_t ow = w * scale, oh = h * scale;
-  CONV_OMP("omp parallel for schedule(static) if(planes * oh * ow >= CONV_PARALLEL_MIN)")
+  CONV_OMP("omp parallel for if(planes * oh * ow >= CONV_PARALLEL_MIN)")
   for (int64_t pl = 0; pl < planes; pl++) {
     float *d = dx + pl * h * w;
     memset(d, 0, (size_t)(h * w) * sizeof *d);

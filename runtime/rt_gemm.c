@@ -98,10 +98,12 @@ static void gemm_micro(int64_t kc, const float *ap, const float *bp, float alpha
   float acc[GEMM_MR][GEMM_NR] = {{0}};
   for (int64_t p = 0; p < kc; p++) {
     const float *a = ap + p * GEMM_MR, *b = bp + p * GEMM_NR;
+    /* clang-format off */
     GEMM_UNROLL
     for (int r = 0; r < GEMM_MR; r++)
       GEMM_UNROLL
       for (int j = 0; j < GEMM_NR; j++) acc[r][j] += a[r] * b[j];
+    /* clang-format on */
   }
   for (int64_t r = 0; r < rows; r++) {
     float *crow = c + r * ldc;
@@ -233,9 +235,8 @@ static int gemm_blas_split(int trans_a, int trans_b, int64_t m, int64_t n, int64
     if (openblas_set_num_threads) openblas_set_num_threads(1);
     single_threaded = 1;
   }
-  if (threads < 2 || (double)m * (double)n * (double)k < 262144.0 ||
-      m > INT_MAX || n > INT_MAX || k > INT_MAX || lda > INT_MAX || ldb > INT_MAX ||
-      ldc > INT_MAX)
+  if (threads < 2 || (double)m * (double)n * (double)k < 262144.0 || m > INT_MAX || n > INT_MAX ||
+      k > INT_MAX || lda > INT_MAX || ldb > INT_MAX || ldc > INT_MAX)
     return 0;
   int by_rows = m >= n;
   int64_t total = by_rows ? m : n;

@@ -130,12 +130,12 @@ static void kern_softmax_cols(float *y, const float *x, int64_t n, int64_t inner
 static void kern_softmax_any(float *y, const float *x, int64_t outer, int64_t n, int64_t inner,
                              int take_log) {
   if (inner == 1) {
-    KERN_OMP("omp parallel for schedule(static) if(outer * n * inner >= KERN_PARALLEL_MIN)")
+    KERN_OMP("omp parallel for if(outer * n * inner >= KERN_PARALLEL_MIN)")
     for (int64_t o = 0; o < outer; o++) kern_softmax_row(y + o * n, x + o * n, n, take_log);
     return;
   }
   int64_t chunks = (inner + KERN_CHUNK - 1) / KERN_CHUNK;
-  KERN_OMP("omp parallel for schedule(static) if(outer * n * inner >= KERN_PARALLEL_MIN)")
+  KERN_OMP("omp parallel for if(outer * n * inner >= KERN_PARALLEL_MIN)")
   for (int64_t item = 0; item < outer * chunks; item++) {
     int64_t o = item / chunks, j0 = item % chunks * KERN_CHUNK;
     int64_t len = inner - j0 < KERN_CHUNK ? inner - j0 : KERN_CHUNK;
@@ -197,13 +197,13 @@ static void kern_softmax_grad_row(float *dx, const float *y, const float *g, int
 static void kern_softmax_grad_any(float *dx, const float *y, const float *g, int64_t outer,
                                   int64_t n, int64_t inner, int take_log) {
   if (inner == 1) {
-    KERN_OMP("omp parallel for schedule(static) if(outer * n >= KERN_PARALLEL_MIN)")
+    KERN_OMP("omp parallel for if(outer * n >= KERN_PARALLEL_MIN)")
     for (int64_t o = 0; o < outer; o++)
       kern_softmax_grad_row(dx + o * n, y + o * n, g + o * n, n, take_log);
     return;
   }
   int64_t chunks = (inner + KERN_CHUNK - 1) / KERN_CHUNK;
-  KERN_OMP("omp parallel for schedule(static) if(outer * n * inner >= KERN_PARALLEL_MIN)")
+  KERN_OMP("omp parallel for if(outer * n * inner >= KERN_PARALLEL_MIN)")
   for (int64_t item = 0; item < outer * chunks; item++) {
     int64_t o = item / chunks, j0 = item % chunks * KERN_CHUNK;
     int64_t len = inner - j0 < KERN_CHUNK ? inner - j0 : KERN_CHUNK;
@@ -219,8 +219,8 @@ void modelc_rt_softmax_grad(float *dx, const float *y, const float *g, int64_t o
 }
 
 /* dx, y, g [outer, n, inner]; y is the log-softmax output. */
-void modelc_rt_log_softmax_grad(float *dx, const float *y, const float *g, int64_t outer,
-                                int64_t n, int64_t inner) {
+void modelc_rt_log_softmax_grad(float *dx, const float *y, const float *g, int64_t outer, int64_t n,
+                                int64_t inner) {
   kern_softmax_grad_any(dx, y, g, outer, n, inner, 1);
 }
 
@@ -379,8 +379,8 @@ static void kern_reduce_run(float *y, const float *x, const float *g, const kern
                             kern_reduce_op op) {
   int rows_mode = p->last_reduced;
   int64_t inner = p->last, strips = (inner + KERN_WIDE - 1) / KERN_WIDE;
-  int64_t units = rows_mode ? (p->out_count + KERN_CHUNK - 1) / KERN_CHUNK
-                            : p->out_count / inner * strips;
+  int64_t units =
+      rows_mode ? (p->out_count + KERN_CHUNK - 1) / KERN_CHUNK : p->out_count / inner * strips;
   int64_t steps = rows_mode ? p->red_count / p->last : p->red_count, bands = 1;
   double *part_sum = NULL;
   float *part_mx = NULL;
@@ -392,7 +392,7 @@ static void kern_reduce_run(float *y, const float *x, const float *g, const kern
     part_at = malloc(n * sizeof *part_at);
     if (part_sum && part_mx && part_at) bands = KERN_BANDS;
   }
-  KERN_OMP("omp parallel for schedule(static) if(p->out_count * p->red_count >= KERN_PARALLEL_MIN)")
+  KERN_OMP("omp parallel for if(p->out_count * p->red_count >= KERN_PARALLEL_MIN)")
   for (int64_t item = 0; item < units * bands; item++) {
     int64_t unit = item / bands, band = item % bands, o0, count;
     if (rows_mode) {
@@ -525,7 +525,7 @@ int64_t modelc_rt_check_ids(const int32_t *ids, int64_t count, int64_t num) {
  * zero row). */
 void modelc_rt_gather(float *out, const float *table, const int32_t *ids, int64_t count,
                       int64_t dim) {
-  KERN_OMP("omp parallel for schedule(static) if(count * dim >= KERN_PARALLEL_MIN)")
+  KERN_OMP("omp parallel for if(count * dim >= KERN_PARALLEL_MIN)")
   for (int64_t i = 0; i < count; i++) {
     if (ids[i] < 0)
       memset(out + i * dim, 0, (size_t)dim * sizeof *out);
@@ -539,7 +539,7 @@ void modelc_rt_gather(float *out, const float *table, const int32_t *ids, int64_
 void modelc_rt_gather_grad(float *dtable, const int32_t *ids, const float *g, int64_t count,
                            int64_t dim) {
   int64_t chunks = (dim + KERN_CHUNK - 1) / KERN_CHUNK;
-  KERN_OMP("omp parallel for schedule(static) if(count * dim >= KERN_PARALLEL_MIN)")
+  KERN_OMP("omp parallel for if(count * dim >= KERN_PARALLEL_MIN)")
   for (int64_t c = 0; c < chunks; c++) {
     int64_t j0 = c * KERN_CHUNK, len = dim - j0 < KERN_CHUNK ? dim - j0 : KERN_CHUNK;
     for (int64_t i = 0; i < count; i++) {
@@ -563,8 +563,9 @@ static void kern_rope(float *y, const float *x, int64_t outer, int64_t t, int64_
   for (int64_t i0 = 0; i0 < h; i0 += KERN_CHUNK) {
     int64_t len = h - i0 < KERN_CHUNK ? h - i0 : KERN_CHUNK;
     double freq[KERN_CHUNK]; /* base^(-2i/hd) */
-    for (int64_t i = 0; i < len; i++) freq[i] = pow((double)base, -2.0 * (double)(i0 + i) / (double)hd);
-    KERN_OMP("omp parallel for schedule(static) if(outer * t * len >= KERN_PARALLEL_MIN)")
+    for (int64_t i = 0; i < len; i++)
+      freq[i] = pow((double)base, -2.0 * (double)(i0 + i) / (double)hd);
+    KERN_OMP("omp parallel for if(outer * t * len >= KERN_PARALLEL_MIN)")
     for (int64_t pos = 0; pos < t; pos++) {
       float cs[KERN_CHUNK], sn[KERN_CHUNK];
       for (int64_t i = 0; i < len; i++) {
@@ -648,7 +649,7 @@ void modelc_rt_permute(float *y, const float *x, int rank, const int64_t *dims,
   }
   if (ystep[r - 1] == 1) { /* rows of `len` contiguous in both */
     int64_t len = ydim[r - 1], rows = count / len;
-    KERN_OMP("omp parallel for schedule(static) if(count >= KERN_PARALLEL_MIN)")
+    KERN_OMP("omp parallel for if(count >= KERN_PARALLEL_MIN)")
     for (int64_t c = 0; c < 64; c++) { /* 64 slices of the rows */
       int64_t r0 = rows * c / 64, r1 = rows * (c + 1) / 64;
       if (r0 == r1) continue;
@@ -679,7 +680,7 @@ void modelc_rt_permute(float *y, const float *x, int rank, const int64_t *dims,
   }
   int64_t np = ydim[r - 1], nq = ydim[q], sp = ystep[r - 1], sq = ystride[q];
   int64_t tiles_q = (nq + KERN_TILE - 1) / KERN_TILE, outers = count / (np * nq);
-  KERN_OMP("omp parallel for schedule(static) if(count >= KERN_PARALLEL_MIN)")
+  KERN_OMP("omp parallel for if(count >= KERN_PARALLEL_MIN)")
   for (int64_t item = 0; item < outers * tiles_q; item++) {
     kern_odometer ox = outer_x, oy = outer_y;
     kern_odometer_start(&ox, item / tiles_q);

@@ -27,7 +27,7 @@ static int sample_parse(const char *prog, int argc, char **argv, sample_options 
   o->top_k = 0;
   o->temperature = 0.8;
   o->seed = 1;
-  for (int i = 0; i < argc; i++) {
+  for (int i = 0; i < argc; i += 2) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     char *end = NULL;
     if (!v && strncmp(a, "--", 2) == 0) {
@@ -54,7 +54,6 @@ static int sample_parse(const char *prog, int argc, char **argv, sample_options 
       fprintf(stderr, "%s sample: error: %s: bad value '%s'\n", prog, a, v);
       return -1;
     }
-    i++;
   }
   if (!o->weights) {
     fprintf(stderr, "%s sample: error: --weights is required\n", prog);

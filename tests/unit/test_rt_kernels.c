@@ -78,9 +78,9 @@ static int64_t product(int rank, const int64_t *dims) {
 /* ---- gemm ---- */
 
 /* C = alpha op(A) op(B) + beta C in double; scale[i] = sum |terms|. */
-static void ref_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, double alpha,
-                     const float *a, int64_t lda, const float *b, int64_t ldb, double beta,
-                     const float *c, int64_t ldc, double *out, double *scale) {
+static void ref_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, double alpha, const float *a,
+                     int64_t lda, const float *b, int64_t ldb, double beta, const float *c,
+                     int64_t ldc, double *out, double *scale) {
   for (int64_t i = 0; i < m; i++)
     for (int64_t j = 0; j < n; j++) {
       double s = 0.0, mag = 0.0;
@@ -96,8 +96,8 @@ static void ref_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, double alp
     }
 }
 
-static void run_gemm_case(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
-                          float beta, int64_t pad) {
+static void run_gemm_case(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, float beta,
+                          int64_t pad) {
   int64_t a_rows = ta ? k : m, a_cols = ta ? m : k, b_rows = tb ? n : k, b_cols = tb ? k : n;
   int64_t lda = a_cols + pad, ldb = b_cols + pad, ldc = n + pad;
   float *a = random_floats(a_rows * lda, 1.0f), *b = random_floats(b_rows * ldb, 1.0f);
@@ -134,7 +134,7 @@ static void run_gemm_case(int ta, int tb, int64_t m, int64_t n, int64_t k, float
 START_TEST(gemm_against_reference) {
   rng_seed(11);
   static const int64_t shapes[][3] = {
-      {1, 1, 1},   {1, 7, 3},    {5, 1, 9},    {3, 4, 1},    {17, 33, 65},  {4, 16, 8},
+      {1, 1, 1},     {1, 7, 3},      {5, 1, 9},    {3, 4, 1},    {17, 33, 65},  {4, 16, 8},
       {64, 50, 300}, {130, 37, 257}, {7, 2100, 5}, {97, 13, 11}, {2, 300, 600}, {1, 129, 70},
   };
   static const float alphas[] = {1.0f, 0.5f, -2.0f}, betas[] = {0.0f, 1.0f, 0.25f};
@@ -378,16 +378,16 @@ START_TEST(reduce_common_and_long) {
   rng_seed(32);
   int64_t last[2] = {37, 300}, lead[3] = {300, 4, 70}, lone[1] = {10000}, tall[2] = {5000, 3};
   int r01[2] = {0, 1}, r10[2] = {1, 0}, r110[3] = {1, 1, 0}, r1[1] = {1};
-  check_reduce_case(2, last, r01, 0); /* the last dim */
+  check_reduce_case(2, last, r01, 0);  /* the last dim */
   check_reduce_case(3, lead, r110, 1); /* the leading dims */
-  check_reduce_case(1, lone, r1, 0);  /* everything, 10000 long */
-  check_reduce_case(2, tall, r10, 0); /* down 5000 rows, in bands */
-  check_reduce_case(2, tall, r10, 1); /* ties across bands: the first wins */
-  int64_t bn[3] = {100, 3, 50};       /* BatchNorm-like: keep the middle dim */
+  check_reduce_case(1, lone, r1, 0);   /* everything, 10000 long */
+  check_reduce_case(2, tall, r10, 0);  /* down 5000 rows, in bands */
+  check_reduce_case(2, tall, r10, 1);  /* ties across bands: the first wins */
+  int64_t bn[3] = {100, 3, 50};        /* BatchNorm-like: keep the middle dim */
   int r101[3] = {1, 0, 1};
   check_reduce_case(3, bn, r101, 0);
   check_reduce_case(3, bn, r101, 1);
-  int64_t many[3] = {9, 700, 5};      /* more than one block of outputs */
+  int64_t many[3] = {9, 700, 5}; /* more than one block of outputs */
   check_reduce_case(3, many, r101, 1);
   int64_t wide[2] = {3, 600}; /* kept inner dim wider than a chunk */
   check_reduce_case(2, wide, r10, 1);
@@ -558,14 +558,66 @@ static void ref_rope(double *y, const float *x, int64_t outer, int64_t t, int64_
  *   rot = torch.cat([-x[..., hd // 2:], x[..., :hd // 2]], -1)
  *   print((x * cos + rot * sin).float()) */
 static const float torch_rope_y[60] = {
-    -0.75, 1, -0.5, 1.25, -0.25, 1.5, 1.05183876, -1.52158403, 0.252153844, -0.675377905,
-    0.429862648, -0.999459088, 0.142538592, -0.862643778, 1.00106788, 0.890046477, 1.17509389,
-    -0.245688826, -1.5202688, 0.173497632, -1.50320029, -0.0358181112, -1.23790085, 0.490294665,
-    1.41044617, 0.829409838, -0.760744214, 0.103158876, -0.352957934, 1.24349034, -0.25, 1.5, 0,
-    -1.5, 0.25, -1.25, 0.901254416, -1.04532218, 0.751075447, 0.0155087626, 0.952523768,
-    -0.498383015, -0.520183563, -0.109875806, 1.49890888, 1.13662183, -1.516716, 0.256460965,
-    1.13165057, 0.5992589, -1.00644243, -0.91889441, -0.673341453, 0.993515849, 1.46202552,
-    1.22851741, -0.237064272, -0.602064192, 0.2307484, -1.50209868,
+    -0.75,
+    1,
+    -0.5,
+    1.25,
+    -0.25,
+    1.5,
+    1.05183876,
+    -1.52158403,
+    0.252153844,
+    -0.675377905,
+    0.429862648,
+    -0.999459088,
+    0.142538592,
+    -0.862643778,
+    1.00106788,
+    0.890046477,
+    1.17509389,
+    -0.245688826,
+    -1.5202688,
+    0.173497632,
+    -1.50320029,
+    -0.0358181112,
+    -1.23790085,
+    0.490294665,
+    1.41044617,
+    0.829409838,
+    -0.760744214,
+    0.103158876,
+    -0.352957934,
+    1.24349034,
+    -0.25,
+    1.5,
+    0,
+    -1.5,
+    0.25,
+    -1.25,
+    0.901254416,
+    -1.04532218,
+    0.751075447,
+    0.0155087626,
+    0.952523768,
+    -0.498383015,
+    -0.520183563,
+    -0.109875806,
+    1.49890888,
+    1.13662183,
+    -1.516716,
+    0.256460965,
+    1.13165057,
+    0.5992589,
+    -1.00644243,
+    -0.91889441,
+    -0.673341453,
+    0.993515849,
+    1.46202552,
+    1.22851741,
+    -0.237064272,
+    -0.602064192,
+    0.2307484,
+    -1.50209868,
 };
 
 START_TEST(rope_against_torch_and_reference) {
@@ -625,7 +677,8 @@ END_TEST
 START_TEST(attention_mask_cases) {
   static const int64_t cases[][5] = {
       /* tq, tk, causal, window, global */
-      {5, 5, 1, 0, 0}, {4, 6, 0, 0, 0}, {7, 7, 1, 3, 0}, {7, 7, 0, 2, 1}, {6, 9, 1, 2, 2}, {1, 1, 1, 1, 0},
+      {5, 5, 1, 0, 0}, {4, 6, 0, 0, 0}, {7, 7, 1, 3, 0},
+      {7, 7, 0, 2, 1}, {6, 9, 1, 2, 2}, {1, 1, 1, 1, 0},
   };
   uint8_t mask[81];
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
@@ -652,7 +705,8 @@ END_TEST
 
 static void check_permute_case(int rank, const int64_t *dims, const int64_t *perm) {
   int64_t count = product(rank, dims);
-  float *x = calloc((size_t)(count > 0 ? count : 1), 4), *y = calloc((size_t)(count > 0 ? count : 1), 4);
+  float *x = calloc((size_t)(count > 0 ? count : 1), 4),
+        *y = calloc((size_t)(count > 0 ? count : 1), 4);
   for (int64_t i = 0; i < count; i++) x[i] = (float)i;
   modelc_rt_permute(y, x, rank, dims, perm);
   int64_t ydims[8], xstride[8], s = 1;

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# run_real_data.sh CASE: end-to-end training on real data from Debian's
+# packages, bounded in time, with the figure it must reach.
+#
+#   charlm  specs/charlm.yaml on the fortunes text (fortunes package):
+#           validation loss after STEPS steps below a pinned value
+#   fmnist  specs/fmnist_cnn.yaml on Fashion-MNIST (dataset-fashion-mnist):
+#           accuracy on the 10,000 test images at least 0.89
+#   resume  4 steps of charlm straight, and 2 + --resume 2: the same loss
+#           sequence and the same final parameters, bit for bit
+#   sample  text from the charlm of a short run
+set -u
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+SRC="${SRC:-$(dirname "$here")}"
+MODELC="${MODELC:-$SRC/build/modelc}"
+case "$MODELC" in /*) ;; */*) MODELC="$PWD/$MODELC" ;; esac
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+export MODELC_CACHE="${MODELC_CACHE:-$tmp/cache}"
+
+# The pinned figures (measured on 2 cores; see docs/performance.md).
+CHARLM_STEPS=200
+CHARLM_MAX_VAL_LOSS=2.60
+FMNIST_STEPS=1500
+FMNIST_MIN_ACCURACY=0.89
+
+fortunes() {
+  local files=()
+  for f in /usr/share/games/fortunes/*; do
+    case "$f" in *.dat | *.u8) ;; *) [ -f "$f" ] && files+=("$f") ;; esac
+  done
+  [ "${#files[@]}" -gt 0 ] || { echo "SKIP: the fortunes package is not installed"; exit 1; }
+  "$MODELC" data text "${files[@]}" -o "$tmp/train.bin" --val "$tmp/val.bin" --val-fraction 0.05
+}
+
+last_metric() { # last_metric FILE KEY
+  grep "\"$2\"" "$1" | tail -1 | sed -e "s/.*\"$2\": *\\([-0-9.eE+]*\\).*/\\1/"
+}
+
+check() { # check DESCRIPTION CONDITION(awk)
+  if awk "BEGIN { exit !($2) }"; then echo "PASS $1"; else echo "FAIL $1"; exit 1; fi
+}
+
+case "${1:-}" in
+charlm)
+  fortunes
+  start=$(date +%s)
+  "$MODELC" train "$SRC/specs/charlm.yaml" --data "$tmp/train.bin" --val "$tmp/val.bin" \
+    --steps "$CHARLM_STEPS" --eval-every "$CHARLM_STEPS" --eval-batches 40 --out "$tmp/run" || exit 1
+  loss=$(last_metric "$tmp/run/metrics.jsonl" val_loss)
+  echo "charlm: validation loss $loss after $CHARLM_STEPS steps in $(($(date +%s) - start)) s"
+  check "charlm validation loss $loss < $CHARLM_MAX_VAL_LOSS (uniform guess: 5.55)" "$loss < $CHARLM_MAX_VAL_LOSS"
+  ;;
+fmnist)
+  dir=/usr/share/datasets/fashion-mnist
+  [ -f "$dir/train-images-idx3-ubyte.gz" ] || { echo "FAIL: dataset-fashion-mnist is not installed"; exit 1; }
+  "$MODELC" data fmnist "$dir/train-images-idx3-ubyte.gz" "$dir/train-labels-idx1-ubyte.gz" -o "$tmp/train.safetensors" || exit 1
+  "$MODELC" data fmnist "$dir/t10k-images-idx3-ubyte.gz" "$dir/t10k-labels-idx1-ubyte.gz" -o "$tmp/test.safetensors" || exit 1
+  start=$(date +%s)
+  "$MODELC" train "$SRC/specs/fmnist_cnn.yaml" --data "$tmp/train.safetensors" --val "$tmp/test.safetensors" \
+    --steps "$FMNIST_STEPS" --eval-every "$FMNIST_STEPS" --out "$tmp/run" || exit 1
+  acc=$(last_metric "$tmp/run/metrics.jsonl" val_accuracy)
+  echo "fmnist_cnn: test accuracy $acc after $FMNIST_STEPS steps in $(($(date +%s) - start)) s"
+  check "fmnist_cnn test accuracy $acc >= $FMNIST_MIN_ACCURACY" "$acc >= $FMNIST_MIN_ACCURACY"
+  ;;
+resume)
+  fortunes
+  "$MODELC" train "$SRC/specs/charlm.yaml" --data "$tmp/train.bin" --steps 4 --out "$tmp/straight" --quiet || exit 1
+  "$MODELC" train "$SRC/specs/charlm.yaml" --data "$tmp/train.bin" --steps 2 --out "$tmp/resumed" --quiet || exit 1
+  "$MODELC" train "$SRC/specs/charlm.yaml" --data "$tmp/train.bin" --steps 4 --resume "$tmp/resumed" --quiet || exit 1
+  strip() { sed -e 's/"time_s": [^,}]*//; s/"tokens_per_s": [^,}]*//' "$1"; }
+  if diff <(strip "$tmp/straight/metrics.jsonl") <(strip "$tmp/resumed/metrics.jsonl") &&
+    cmp "$tmp/straight/model.safetensors" "$tmp/resumed/model.safetensors"; then
+    echo "PASS resume: the loss sequence and the parameters equal an uninterrupted run's"
+  else
+    echo "FAIL resume differs from an uninterrupted run"
+    exit 1
+  fi
+  ;;
+sample)
+  fortunes
+  "$MODELC" train "$SRC/specs/charlm.yaml" --data "$tmp/train.bin" --steps 3 --out "$tmp/run" --quiet || exit 1
+  "$MODELC" sample "$SRC/specs/charlm.yaml" --weights "$tmp/run/model.safetensors" --prompt "Q: " --tokens 40 --seed 5 >"$tmp/a" || exit 1
+  "$MODELC" sample "$SRC/specs/charlm.yaml" --weights "$tmp/run/model.safetensors" --prompt "Q: " --tokens 40 --seed 5 >"$tmp/b" || exit 1
+  n=$(wc -c <"$tmp/a")
+  if cmp -s "$tmp/a" "$tmp/b" && [ "$n" -ge 44 ]; then
+    echo "PASS sample: $n bytes, the same for the same seed"
+  else
+    echo "FAIL sample"
+    exit 1
+  fi
+  ;;
+*)
+  echo "usage: run_real_data.sh charlm|fmnist|resume|sample" >&2
+  exit 2
+  ;;
+esac
