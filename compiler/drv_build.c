@@ -79,6 +79,13 @@ int drv_compile(ir_arena *arena, const char *path, cg_program **out, cg_spec_inf
   const fe_spec *spec = fe_spec_load(arena, d, path);
   int rc = spec ? DRV_OK : DRV_USER_ERROR;
   if (spec && reserved_model_name(d, spec)) rc = DRV_USER_ERROR;
+  for (int i = 0; spec && i < spec->num_inputs; i++) {
+    ir_dtype t = spec->inputs[i].type.dtype;
+    if (t == IR_f32 || t == IR_i32) continue;
+    diag_error(d, spec->inputs[i].loc, "input '%s' is %s; the C backend takes f32 and i32 inputs",
+               spec->inputs[i].name, ir_dtype_name(t));
+    rc = DRV_USER_ERROR;
+  }
   cg_program *p = spec ? cg_program_new(arena, spec->model) : NULL;
   if (rc == DRV_OK) rc = add_entry(arena, d, spec, p, "forward", FE_MODE_INFER);
   if (rc == DRV_OK && spec->has_train) rc = add_entry(arena, d, spec, p, "evaluate", FE_MODE_EVAL);
