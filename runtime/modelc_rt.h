@@ -48,6 +48,14 @@ size_t modelc_rt_dtype_size(modelc_rt_dtype dtype);
 float modelc_rt_bf16_to_f32(uint16_t v);
 float modelc_rt_f16_to_f32(uint16_t v);
 
+/* Writes a message into err (when given) and returns -1: the failure
+ * path of every runtime function. */
+int modelc_rt_fail(char *err, size_t errlen, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
 /* ---- scalar functions, as PyTorch defines them ---- */
 
 static inline float modelc_rt_relu(float x) { return x > 0.0f ? x : 0.0f; }

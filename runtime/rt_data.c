@@ -15,19 +15,6 @@ enum {
   DATA_IDX_LABELS = 0x00000801,
 };
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static int
-data_fail(char *err, size_t errlen, const char *fmt, ...) {
-  if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
 
 static uint32_t data_le32(const unsigned char *p) {
   return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -44,17 +31,17 @@ static int data_token_layout(const char *path, const unsigned char *bytes, size_
                              size_t *start, int64_t *count, char *err, size_t errlen) {
   if (size >= 4 && (int32_t)data_le32(bytes) == DATA_LLMC_MAGIC) {
     if (size < DATA_LLMC_HEADER)
-      return data_fail(err, errlen,
+      return modelc_rt_fail(err, errlen,
                        "%s: llm.c token file is %zu bytes, shorter than its %d-byte header", path,
                        size, DATA_LLMC_HEADER);
     int32_t version = (int32_t)data_le32(bytes + 4), declared = (int32_t)data_le32(bytes + 8);
     if (version != DATA_LLMC_VERSION)
-      return data_fail(err, errlen,
+      return modelc_rt_fail(err, errlen,
                        "%s: llm.c token file version %d; only version 1 (uint16 tokens) is read",
                        path, version);
     size_t held = size - DATA_LLMC_HEADER;
     if (declared < 0 || held % 2 != 0 || (uint64_t)declared != held / 2)
-      return data_fail(
+      return modelc_rt_fail(
           err, errlen,
           "%s: header says %d tokens but the file holds %zu bytes of tokens (%zu tokens)", path,
           declared, held, held / 2);
@@ -62,7 +49,7 @@ static int data_token_layout(const char *path, const unsigned char *bytes, size_
     *count = declared;
   } else {
     if (size % 2 != 0)
-      return data_fail(
+      return modelc_rt_fail(
           err, errlen,
           "%s: not an llm.c token file, and its size (%zu bytes) is odd for raw uint16 tokens",
           path, size);
@@ -70,7 +57,7 @@ static int data_token_layout(const char *path, const unsigned char *bytes, size_
     *count = (int64_t)(size / 2);
   }
   if (*count < 2)
-    return data_fail(err, errlen,
+    return modelc_rt_fail(err, errlen,
                      "%s: %lld tokens; at least 2 are needed (an input and its target)", path,
                      (long long)*count);
   return 0;
@@ -123,13 +110,13 @@ int modelc_rt_tokens_from_text(const char *text_path, const char *out_path, char
   if (modelc_rt_read_file(text_path, &text, &size, err, errlen) != 0) return -1;
   if (size < 2) {
     free(text);
-    return data_fail(err, errlen,
+    return modelc_rt_fail(err, errlen,
                      "%s: %zu bytes of text; at least 2 are needed (an input and its target)",
                      text_path, size);
   }
   if (size > INT32_MAX) {
     free(text);
-    return data_fail(err, errlen,
+    return modelc_rt_fail(err, errlen,
                      "%s: %zu bytes of text; an llm.c token file holds at most %d tokens",
                      text_path, size, INT32_MAX);
   }
@@ -137,7 +124,7 @@ int modelc_rt_tokens_from_text(const char *text_path, const char *out_path, char
   uint16_t *tokens = malloc(size * sizeof *tokens);
   if (!tokens) {
     free(text);
-    return data_fail(err, errlen, "%s: out of memory for %zu tokens", text_path, size);
+    return modelc_rt_fail(err, errlen, "%s: out of memory for %zu tokens", text_path, size);
   }
   for (size_t i = 0; i < size; i++) tokens[i] = text[i];
   free(text);
@@ -157,10 +144,10 @@ static int data_idx_layout(const char *path, const unsigned char *bytes, size_t 
   size_t header = 4 + 4 * (size_t)dims;
   uint32_t got = size >= 4 ? data_be32(bytes) : 0;
   if (size >= 4 && got != magic) /* first, so that swapped files say so */
-    return data_fail(err, errlen, "%s: IDX magic 0x%08x, expected 0x%08x (%s)", path, got, magic,
+    return modelc_rt_fail(err, errlen, "%s: IDX magic 0x%08x, expected 0x%08x (%s)", path, got, magic,
                      magic == DATA_IDX_IMAGES ? "u8 images [N, rows, cols]" : "u8 labels [N]");
   if (size < header)
-    return data_fail(err, errlen, "%s: %zu bytes, shorter than an IDX header (%zu bytes)", path,
+    return modelc_rt_fail(err, errlen, "%s: %zu bytes, shorter than an IDX header (%zu bytes)", path,
                      size, header);
   uint64_t items = 1;
   int overflow = 0;
@@ -170,9 +157,9 @@ static int data_idx_layout(const char *path, const unsigned char *bytes, size_t 
     items *= shape[i];
   }
   if (overflow)
-    return data_fail(err, errlen, "%s: the IDX header's sizes multiply past 2^64", path);
+    return modelc_rt_fail(err, errlen, "%s: the IDX header's sizes multiply past 2^64", path);
   if (items != size - header)
-    return data_fail(err, errlen,
+    return modelc_rt_fail(err, errlen,
                      "%s: the IDX header announces %llu bytes of data but the file holds %zu", path,
                      (unsigned long long)items, size - header);
   return 0;
@@ -194,19 +181,19 @@ int modelc_rt_idx_to_safetensors(const char *images_idx, const char *labels_idx,
                       errlen) != 0)
     goto done;
   if (image_shape[0] != label_shape[0]) {
-    data_fail(err, errlen, "%s has %u images but %s has %u labels", images_idx, image_shape[0],
+    modelc_rt_fail(err, errlen, "%s has %u images but %s has %u labels", images_idx, image_shape[0],
               labels_idx, label_shape[0]);
     goto done;
   }
   if (image_shape[0] == 0) {
-    data_fail(err, errlen, "%s: no images", images_idx);
+    modelc_rt_fail(err, errlen, "%s: no images", images_idx);
     goto done;
   }
   size_t n = image_shape[0], pixel_count = images_size - 16;
   pixels = malloc(pixel_count * sizeof *pixels);
   classes = malloc(n * sizeof *classes);
   if (!pixels || !classes) {
-    data_fail(err, errlen, "%s: out of memory", images_idx);
+    modelc_rt_fail(err, errlen, "%s: out of memory", images_idx);
     goto done;
   }
   for (size_t i = 0; i < pixel_count; i++) pixels[i] = (float)images[16 + i] / 255.0f;

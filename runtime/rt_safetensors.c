@@ -26,19 +26,6 @@
 
 enum { ST_MAX_HEADER = 100000000 };
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static int
-st_fail(char *err, size_t errlen, const char *fmt, ...) {
-  if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
 
 /* ---- whole files ---- */
 
@@ -47,23 +34,23 @@ int modelc_rt_read_file(const char *path, unsigned char **data, size_t *size, ch
   *data = NULL;
   *size = 0;
   int fd = open(path, O_RDONLY);
-  if (fd < 0) return st_fail(err, errlen, "cannot read '%s': %s", path, strerror(errno));
+  if (fd < 0) return modelc_rt_fail(err, errlen, "cannot read '%s': %s", path, strerror(errno));
   struct stat st;
   if (fstat(fd, &st) != 0) {
     int e = errno;
     close(fd);
-    return st_fail(err, errlen, "cannot read '%s': %s", path, strerror(e));
+    return modelc_rt_fail(err, errlen, "cannot read '%s': %s", path, strerror(e));
   }
   if (!S_ISREG(st.st_mode)) {
     close(fd);
-    return st_fail(err, errlen, "cannot read '%s': %s", path,
+    return modelc_rt_fail(err, errlen, "cannot read '%s': %s", path,
                    S_ISDIR(st.st_mode) ? strerror(EISDIR) : "not a regular file");
   }
   size_t n = (size_t)st.st_size, got = 0;
   unsigned char *buf = malloc(n ? n : 1);
   if (!buf) {
     close(fd);
-    return st_fail(err, errlen, "cannot read '%s': out of memory (%zu bytes)", path, n);
+    return modelc_rt_fail(err, errlen, "cannot read '%s': out of memory (%zu bytes)", path, n);
   }
   while (got < n) {
     ssize_t r = read(fd, buf + got, n - got);
@@ -72,7 +59,7 @@ int modelc_rt_read_file(const char *path, unsigned char **data, size_t *size, ch
       int e = errno;
       free(buf);
       close(fd);
-      return st_fail(err, errlen, "cannot read '%s': %s", path, strerror(e));
+      return modelc_rt_fail(err, errlen, "cannot read '%s': %s", path, strerror(e));
     }
     if (r == 0) break;
     got += (size_t)r;
@@ -80,7 +67,7 @@ int modelc_rt_read_file(const char *path, unsigned char **data, size_t *size, ch
   close(fd);
   if (got != n) {
     free(buf);
-    return st_fail(err, errlen, "cannot read '%s': the file shrank while being read", path);
+    return modelc_rt_fail(err, errlen, "cannot read '%s': the file shrank while being read", path);
   }
   *data = buf;
   *size = n;
@@ -128,13 +115,13 @@ int modelc_rt_write_file_atomic(const char *path, const void *const *parts, cons
                                 int count, char *err, size_t errlen) {
   size_t plen = strlen(path);
   char *tmp = malloc(plen + 32);
-  if (!tmp) return st_fail(err, errlen, "cannot write '%s': out of memory", path);
+  if (!tmp) return modelc_rt_fail(err, errlen, "cannot write '%s': out of memory", path);
   snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
   if (fd < 0) {
     int e = errno;
     free(tmp);
-    return st_fail(err, errlen, "cannot write '%s': %s", path, strerror(e));
+    return modelc_rt_fail(err, errlen, "cannot write '%s': %s", path, strerror(e));
   }
   int ok = 1;
   for (int i = 0; ok && i < count; i++)
@@ -152,11 +139,11 @@ int modelc_rt_write_file_atomic(const char *path, const void *const *parts, cons
   if (!ok) {
     unlink(tmp);
     free(tmp);
-    return st_fail(err, errlen, "cannot write '%s': %s", path, strerror(e));
+    return modelc_rt_fail(err, errlen, "cannot write '%s': %s", path, strerror(e));
   }
   free(tmp);
   if (st_sync_parent(path) != 0)
-    return st_fail(err, errlen, "cannot write '%s': syncing its folder: %s", path, strerror(errno));
+    return modelc_rt_fail(err, errlen, "cannot write '%s': syncing its folder: %s", path, strerror(errno));
   return 0;
 }
 
@@ -179,7 +166,7 @@ typedef struct st_number {
 } st_number;
 
 static int st_json_error(st_reader *r, size_t at, const char *what) {
-  return st_fail(r->err, r->errlen, "%s: invalid JSON in header at byte %zu: %s", r->path, at,
+  return modelc_rt_fail(r->err, r->errlen, "%s: invalid JSON in header at byte %zu: %s", r->path, at,
                  what);
 }
 
@@ -429,8 +416,8 @@ static int st_parse_key(st_reader *r, const char **key, size_t *key_len) {
  * schema error `what` when it is a JSON value, invalid JSON otherwise. */
 static int st_wrong_kind(st_reader *r, const char *tensor, const char *what) {
   if (!st_at_value(r)) return st_json_error(r, r->pos, "expected a value");
-  if (tensor) return st_fail(r->err, r->errlen, "%s: tensor '%s': %s", r->path, tensor, what);
-  return st_fail(r->err, r->errlen, "%s: %s", r->path, what);
+  if (tensor) return modelc_rt_fail(r->err, r->errlen, "%s: tensor '%s': %s", r->path, tensor, what);
+  return modelc_rt_fail(r->err, r->errlen, "%s: %s", r->path, what);
 }
 
 /* `__metadata__`: an object of string values, accepted and ignored. */
@@ -472,9 +459,9 @@ static int st_parse_integers(st_reader *r, const char *tensor, const char *key, 
     st_number num;
     if (st_parse_number(r, &num) != 0) return -1;
     if (!num.integer || (num.negative && num.value != 0))
-      return st_fail(r->err, r->errlen, "%s: tensor '%s': %s", r->path, tensor, what);
+      return modelc_rt_fail(r->err, r->errlen, "%s: tensor '%s': %s", r->path, tensor, what);
     if (num.too_large || num.value > limit)
-      return st_fail(r->err, r->errlen, "%s: tensor '%s': %s value %.*s is too large", r->path,
+      return modelc_rt_fail(r->err, r->errlen, "%s: tensor '%s': %s value %.*s is too large", r->path,
                      tensor, key, (int)num.len, (const char *)r->text + num.at);
     if (*count == max) {
       *count = max + 1;
@@ -531,16 +518,16 @@ static int st_parse_entry_members(st_reader *r, modelc_rt_st_tensor *t, uint64_t
                 : strcmp(key, "data_offsets") == 0 ? ST_HAS_OFFSETS
                                                    : 0;
     if (!which || strlen(key) != key_len)
-      return st_fail(r->err, r->errlen, "%s: tensor '%s': unexpected key '%s'", r->path, name, key);
+      return modelc_rt_fail(r->err, r->errlen, "%s: tensor '%s': unexpected key '%s'", r->path, name, key);
     if (*seen & which)
-      return st_fail(r->err, r->errlen, "%s: tensor '%s': duplicate key '%s'", r->path, name, key);
+      return modelc_rt_fail(r->err, r->errlen, "%s: tensor '%s': duplicate key '%s'", r->path, name, key);
     *seen |= which;
     st_skip_space(r);
     if (which == ST_HAS_DTYPE) {
       if (st_peek(r) != '"') return st_wrong_kind(r, name, "dtype must be a string");
       if (st_parse_string(r, &s, &n) != 0) return -1;
       if (strlen(s) != n || st_dtype_from_name(s, &t->dtype) != 0)
-        return st_fail(r->err, r->errlen,
+        return modelc_rt_fail(r->err, r->errlen,
                        "%s: tensor '%s': unknown dtype '%s' (expected F32, BF16, F16, F64, I32, "
                        "I64 or U8)",
                        r->path, name, s);
@@ -550,7 +537,7 @@ static int st_parse_entry_members(st_reader *r, modelc_rt_st_tensor *t, uint64_t
                             dims, MODELC_RT_MAX_RANK, INT64_MAX, &t->rank) != 0)
         return -1;
       if (t->rank > MODELC_RT_MAX_RANK)
-        return st_fail(r->err, r->errlen, "%s: tensor '%s': shape has more than %d dimensions",
+        return modelc_rt_fail(r->err, r->errlen, "%s: tensor '%s': shape has more than %d dimensions",
                        r->path, name, MODELC_RT_MAX_RANK);
       for (int i = 0; i < t->rank; i++) t->shape[i] = (int64_t)dims[i];
     } else {
@@ -558,7 +545,7 @@ static int st_parse_entry_members(st_reader *r, modelc_rt_st_tensor *t, uint64_t
       int count;
       if (st_parse_integers(r, name, "data_offsets", what, offsets, 2, UINT64_MAX, &count) != 0)
         return -1;
-      if (count != 2) return st_fail(r->err, r->errlen, "%s: tensor '%s': %s", r->path, name, what);
+      if (count != 2) return modelc_rt_fail(r->err, r->errlen, "%s: tensor '%s': %s", r->path, name, what);
     }
     more = st_next_element(r, '}');
   }
@@ -577,25 +564,25 @@ static int st_parse_entry(st_reader *r, modelc_rt_st_tensor *t, size_t data_len)
   static const char *const keys[] = {"dtype", "shape", "data_offsets"};
   for (int i = 0; i < 3; i++)
     if (!(seen & (1 << i)))
-      return st_fail(r->err, r->errlen, "%s: tensor '%s': missing key '%s'", r->path, name,
+      return modelc_rt_fail(r->err, r->errlen, "%s: tensor '%s': missing key '%s'", r->path, name,
                      keys[i]);
   uint64_t begin = offsets[0], end = offsets[1], need;
   char shape[8 * 24];
   st_format_shape(shape, sizeof shape, t->shape, t->rank);
   if (begin > end)
-    return st_fail(r->err, r->errlen,
+    return modelc_rt_fail(r->err, r->errlen,
                    "%s: tensor '%s': data_offsets [%llu, %llu] end before they begin", r->path,
                    name, (unsigned long long)begin, (unsigned long long)end);
   if (end > data_len)
-    return st_fail(r->err, r->errlen,
+    return modelc_rt_fail(r->err, r->errlen,
                    "%s: tensor '%s': data_offsets [%llu, %llu] run past the end of the data (%zu "
                    "bytes)",
                    r->path, name, (unsigned long long)begin, (unsigned long long)end, data_len);
   if (st_byte_count(t->dtype, t->shape, t->rank, &need) != 0)
-    return st_fail(r->err, r->errlen, "%s: tensor '%s': %s %s has too many bytes to address",
+    return modelc_rt_fail(r->err, r->errlen, "%s: tensor '%s': %s %s has too many bytes to address",
                    r->path, name, modelc_rt_dtype_name(t->dtype), shape);
   if (end - begin != need)
-    return st_fail(
+    return modelc_rt_fail(
         r->err, r->errlen,
         "%s: tensor '%s': data_offsets [%llu, %llu] hold %llu bytes but %s %s needs %llu", r->path,
         name, (unsigned long long)begin, (unsigned long long)end, (unsigned long long)(end - begin),
@@ -608,19 +595,19 @@ static int st_parse_entry(st_reader *r, modelc_rt_st_tensor *t, size_t data_len)
 static int st_add_tensor(st_reader *r, modelc_rt_st_file *f, int *cap, const char *name,
                          size_t name_len) {
   if (strlen(name) != name_len)
-    return st_fail(r->err, r->errlen, "%s: tensor '%s...' has a NUL character in its name", r->path,
+    return modelc_rt_fail(r->err, r->errlen, "%s: tensor '%s...' has a NUL character in its name", r->path,
                    name);
   if (f->count == *cap) {
     int grown = *cap ? 2 * *cap : 16;
     modelc_rt_st_tensor *more = realloc(f->tensors, (size_t)grown * sizeof *more);
-    if (!more) return st_fail(r->err, r->errlen, "%s: out of memory", r->path);
+    if (!more) return modelc_rt_fail(r->err, r->errlen, "%s: out of memory", r->path);
     f->tensors = more;
     *cap = grown;
   }
   modelc_rt_st_tensor *t = &f->tensors[f->count];
   memset(t, 0, sizeof *t);
   t->name = malloc(name_len + 1);
-  if (!t->name) return st_fail(r->err, r->errlen, "%s: out of memory", r->path);
+  if (!t->name) return modelc_rt_fail(r->err, r->errlen, "%s: out of memory", r->path);
   memcpy(t->name, name, name_len + 1);
   f->count++;
   return 0;
@@ -630,7 +617,7 @@ static int st_parse_header(st_reader *r, modelc_rt_st_file *f) {
   st_skip_space(r);
   if (st_peek(r) != '{') {
     if (st_at_value(r))
-      return st_fail(r->err, r->errlen, "%s: header is not a JSON object", r->path);
+      return modelc_rt_fail(r->err, r->errlen, "%s: header is not a JSON object", r->path);
     return st_json_error(r, r->pos, "expected '{'");
   }
   size_t data_len = f->size - f->data_start;
@@ -642,7 +629,7 @@ static int st_parse_header(st_reader *r, modelc_rt_st_file *f) {
     if (st_parse_key(r, &key, &key_len) != 0) return -1;
     if (strcmp(key, "__metadata__") == 0 && strlen(key) == key_len) {
       if (has_metadata)
-        return st_fail(r->err, r->errlen, "%s: duplicate key '__metadata__'", r->path);
+        return modelc_rt_fail(r->err, r->errlen, "%s: duplicate key '__metadata__'", r->path);
       has_metadata = 1;
       if (st_parse_metadata(r) != 0) return -1;
     } else {
@@ -686,14 +673,14 @@ static int st_check_tensors(const modelc_rt_st_file *f, char *err, size_t errlen
   st_range *ranges = malloc(n * sizeof *ranges);
   int rc = 0;
   if (!by_name || !ranges) {
-    rc = st_fail(err, errlen, "%s: out of memory", f->path);
+    rc = modelc_rt_fail(err, errlen, "%s: out of memory", f->path);
     goto done;
   }
   for (size_t i = 0; i < n; i++) by_name[i] = &f->tensors[i];
   qsort(by_name, n, sizeof *by_name, st_compare_names);
   for (size_t i = 1; i < n; i++) {
     if (strcmp(by_name[i - 1]->name, by_name[i]->name) == 0) {
-      rc = st_fail(err, errlen, "%s: duplicate tensor '%s'", f->path, by_name[i]->name);
+      rc = modelc_rt_fail(err, errlen, "%s: duplicate tensor '%s'", f->path, by_name[i]->name);
       goto done;
     }
   }
@@ -707,7 +694,7 @@ static int st_check_tensors(const modelc_rt_st_file *f, char *err, size_t errlen
     const st_range *a = &ranges[i - 1], *b = &ranges[i];
     if (b->begin < a->end) {
       size_t base = f->data_start;
-      rc = st_fail(err, errlen,
+      rc = modelc_rt_fail(err, errlen,
                    "%s: tensors '%s' and '%s' overlap: data_offsets [%zu, %zu] and [%zu, %zu]",
                    f->path, f->tensors[a->index].name, f->tensors[b->index].name, a->begin - base,
                    a->end - base, b->begin - base, b->end - base);
@@ -726,30 +713,30 @@ int modelc_rt_st_open(modelc_rt_st_file *f, const char *path, char *err, size_t 
   memset(f, 0, sizeof *f);
   size_t plen = strlen(path);
   f->path = malloc(plen + 1);
-  if (!f->path) return st_fail(err, errlen, "%s: out of memory", path);
+  if (!f->path) return modelc_rt_fail(err, errlen, "%s: out of memory", path);
   memcpy(f->path, path, plen + 1);
   if (modelc_rt_read_file(path, &f->data, &f->size, err, errlen) != 0) goto fail;
   if (f->size < 8) {
-    st_fail(err, errlen, "%s: file is %zu bytes, too short for the 8-byte header length", path,
+    modelc_rt_fail(err, errlen, "%s: file is %zu bytes, too short for the 8-byte header length", path,
             f->size);
     goto fail;
   }
   uint64_t n = 0;
   for (int i = 7; i >= 0; i--) n = n << 8 | f->data[i];
   if (n > ST_MAX_HEADER) {
-    st_fail(err, errlen, "%s: header length %llu is over the limit of %d bytes", path,
+    modelc_rt_fail(err, errlen, "%s: header length %llu is over the limit of %d bytes", path,
             (unsigned long long)n, ST_MAX_HEADER);
     goto fail;
   }
   if (n > f->size - 8) {
-    st_fail(err, errlen, "%s: header length %llu runs past the end of the file (%zu bytes)", path,
+    modelc_rt_fail(err, errlen, "%s: header length %llu runs past the end of the file (%zu bytes)", path,
             (unsigned long long)n, f->size);
     goto fail;
   }
   f->data_start = 8 + (size_t)n;
   st_reader r = {path, f->data + 8, (size_t)n, 0, malloc((size_t)n + 1), 0, err, errlen};
   if (!r.pool) {
-    st_fail(err, errlen, "%s: out of memory", path);
+    modelc_rt_fail(err, errlen, "%s: out of memory", path);
     goto fail;
   }
   int rc = st_parse_header(&r, f);
@@ -784,7 +771,7 @@ static int st_check_range(const modelc_rt_st_file *f, const modelc_rt_st_tensor 
                           int64_t count, const unsigned char **src, char *err, size_t errlen) {
   int64_t total = (int64_t)(t->nbytes / modelc_rt_dtype_size(t->dtype));
   if (first < 0 || count < 0 || first > total || count > total - first)
-    return st_fail(err, errlen, "%s: tensor '%s': cannot read elements [%lld, %lld) of its %lld",
+    return modelc_rt_fail(err, errlen, "%s: tensor '%s': cannot read elements [%lld, %lld) of its %lld",
                    f->path, t->name, (long long)first, (long long)first + (long long)count,
                    (long long)total);
   *src = f->data + t->offset + (size_t)first * modelc_rt_dtype_size(t->dtype);
@@ -796,7 +783,7 @@ int modelc_rt_st_read_f32(const modelc_rt_st_file *f, const modelc_rt_st_tensor 
   const unsigned char *src;
   if (t->dtype != MODELC_RT_F32 && t->dtype != MODELC_RT_BF16 && t->dtype != MODELC_RT_F16 &&
       t->dtype != MODELC_RT_F64)
-    return st_fail(err, errlen,
+    return modelc_rt_fail(err, errlen,
                    "%s: tensor '%s' is %s, not a floating-point dtype (F32, BF16, F16, F64)",
                    f->path, t->name, modelc_rt_dtype_name(t->dtype));
   if (st_check_range(f, t, first, count, &src, err, errlen) != 0) return -1;
@@ -828,7 +815,7 @@ int modelc_rt_st_read_i32(const modelc_rt_st_file *f, const modelc_rt_st_tensor 
                           int64_t count, int32_t *dst, char *err, size_t errlen) {
   const unsigned char *src;
   if (t->dtype != MODELC_RT_I32 && t->dtype != MODELC_RT_I64 && t->dtype != MODELC_RT_U8)
-    return st_fail(err, errlen, "%s: tensor '%s' is %s, not an integer dtype (I32, I64, U8)",
+    return modelc_rt_fail(err, errlen, "%s: tensor '%s' is %s, not an integer dtype (I32, I64, U8)",
                    f->path, t->name, modelc_rt_dtype_name(t->dtype));
   if (st_check_range(f, t, first, count, &src, err, errlen) != 0) return -1;
   size_t n = (size_t)count;
@@ -844,7 +831,7 @@ int modelc_rt_st_read_i32(const modelc_rt_st_file *f, const modelc_rt_st_tensor 
       int64_t v;
       memcpy(&v, src + 8 * i, 8);
       if (v < INT32_MIN || v > INT32_MAX)
-        return st_fail(err, errlen,
+        return modelc_rt_fail(err, errlen,
                        "%s: tensor '%s': element %lld is %lld, outside the int32 range", f->path,
                        t->name, (long long)first + (long long)i, (long long)v);
       dst[i] = (int32_t)v;
@@ -949,24 +936,24 @@ static int st_valid_utf8(const char *s) {
 
 static int st_check_entry(const char *path, const modelc_rt_st_entry *e, int index, uint64_t *bytes,
                           char *err, size_t errlen) {
-  if (!e->name) return st_fail(err, errlen, "cannot write '%s': entry %d has no name", path, index);
+  if (!e->name) return modelc_rt_fail(err, errlen, "cannot write '%s': entry %d has no name", path, index);
   if (strcmp(e->name, "__metadata__") == 0 || !st_valid_utf8(e->name))
-    return st_fail(err, errlen, "cannot write '%s': '%s' is not a valid tensor name", path,
+    return modelc_rt_fail(err, errlen, "cannot write '%s': '%s' is not a valid tensor name", path,
                    e->name);
   if ((unsigned)e->dtype > MODELC_RT_U8)
-    return st_fail(err, errlen, "cannot write '%s': tensor '%s' has an invalid dtype (%d)", path,
+    return modelc_rt_fail(err, errlen, "cannot write '%s': tensor '%s' has an invalid dtype (%d)", path,
                    e->name, (int)e->dtype);
   if (e->rank < 0 || e->rank > MODELC_RT_MAX_RANK || (e->rank > 0 && !e->shape))
-    return st_fail(err, errlen, "cannot write '%s': tensor '%s' has rank %d (0 to %d allowed)",
+    return modelc_rt_fail(err, errlen, "cannot write '%s': tensor '%s' has rank %d (0 to %d allowed)",
                    path, e->name, e->rank, MODELC_RT_MAX_RANK);
   for (int i = 0; i < e->rank; i++)
     if (e->shape[i] < 0)
-      return st_fail(err, errlen, "cannot write '%s': tensor '%s' has a negative dimension", path,
+      return modelc_rt_fail(err, errlen, "cannot write '%s': tensor '%s' has a negative dimension", path,
                      e->name);
   if (st_byte_count(e->dtype, e->shape, e->rank, bytes) != 0 || *bytes > SIZE_MAX / 2)
-    return st_fail(err, errlen, "cannot write '%s': tensor '%s' is too large", path, e->name);
+    return modelc_rt_fail(err, errlen, "cannot write '%s': tensor '%s' is too large", path, e->name);
   if (*bytes && !e->data)
-    return st_fail(err, errlen, "cannot write '%s': tensor '%s' has no data", path, e->name);
+    return modelc_rt_fail(err, errlen, "cannot write '%s': tensor '%s' has no data", path, e->name);
   return 0;
 }
 
@@ -1008,7 +995,7 @@ static char *st_build_header(const modelc_rt_st_entry *const *order, const uint6
 int modelc_rt_st_write(const char *path, const modelc_rt_st_entry *entries, int count, char *err,
                        size_t errlen) {
   if (count < 0 || (count > 0 && !entries))
-    return st_fail(err, errlen, "cannot write '%s': invalid tensor list", path);
+    return modelc_rt_fail(err, errlen, "cannot write '%s': invalid tensor list", path);
   size_t n = (size_t)count;
   const modelc_rt_st_entry **order = malloc((n ? n : 1) * sizeof *order);
   uint64_t *bytes = malloc((n ? n : 1) * sizeof *bytes);
@@ -1017,7 +1004,7 @@ int modelc_rt_st_write(const char *path, const modelc_rt_st_entry *entries, int 
   char *header = NULL;
   int rc = -1;
   if (!order || !bytes || !parts || !sizes) {
-    st_fail(err, errlen, "cannot write '%s': out of memory", path);
+    modelc_rt_fail(err, errlen, "cannot write '%s': out of memory", path);
     goto done;
   }
   for (int i = 0; i < count; i++) {
@@ -1028,7 +1015,7 @@ int modelc_rt_st_write(const char *path, const modelc_rt_st_entry *entries, int 
   qsort(order, n, sizeof *order, st_compare_entry_names);
   for (size_t i = 1; i < n; i++) {
     if (strcmp(order[i - 1]->name, order[i]->name) == 0) {
-      st_fail(err, errlen, "cannot write '%s': duplicate tensor '%s'", path, order[i]->name);
+      modelc_rt_fail(err, errlen, "cannot write '%s': duplicate tensor '%s'", path, order[i]->name);
       goto done;
     }
   }
@@ -1038,14 +1025,14 @@ int modelc_rt_st_write(const char *path, const modelc_rt_st_entry *entries, int 
     st_byte_count(order[i]->dtype, order[i]->shape, order[i]->rank, &bytes[i]);
     total += bytes[i];
     if (total < bytes[i] || total > SIZE_MAX / 2) {
-      st_fail(err, errlen, "cannot write '%s': the tensors are too large", path);
+      modelc_rt_fail(err, errlen, "cannot write '%s': the tensors are too large", path);
       goto done;
     }
   }
   size_t header_len;
   header = st_build_header(order, bytes, count, &header_len);
   if (!header) {
-    st_fail(err, errlen, "cannot write '%s': out of memory", path);
+    modelc_rt_fail(err, errlen, "cannot write '%s': out of memory", path);
     goto done;
   }
   unsigned char len8[8];

@@ -28,7 +28,7 @@ done
 mkdir -p "$work"
 "$modelc" data text "${files[@]}" -o "$work/train.bin" --val "$work/val.bin" --val-fraction 0.05
 
-printf '\n== training charlm (200 steps; the generated C is compiled first)\n'
+printf '\n== training charlm (300 steps; the generated C is compiled first)\n'
 rm -rf "$work/charlm"
 "$modelc" train specs/charlm.yaml --data "$work/train.bin" --val "$work/val.bin" \
   --eval-every 100 --out "$work/charlm"

@@ -51,6 +51,7 @@ for spec in "$SRC"/specs/*.yaml; do
   memcheck "$name" check "$spec"
   memcheck "$name --params" check --params "$spec"
   memcheck "$name ir" ir "$spec" --mode=infer
+  grep -q '^train:' "$spec" && memcheck "$name ir train" ir "$spec" --mode=train
 done
 for ir in "$SRC"/tests/ir/*.ir; do
   memcheck "ir/$(basename "$ir")" ir "$ir" --passes=expand,dce

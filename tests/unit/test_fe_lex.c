@@ -6,30 +6,8 @@
 
 #include "compiler/fe.h"
 
-static ir_arena *arena;
-static diag_engine *diag;
-static FILE *out;
-static char *buf;
-static size_t len;
+#include "diag_fixture.h"
 static fe_lexer lx;
-
-static void setup(void) {
-  arena = ir_arena_new();
-  out = open_memstream(&buf, &len);
-  diag = diag_new(arena, out);
-}
-
-static void teardown(void) {
-  fclose(out);
-  free(buf);
-  buf = NULL;
-  ir_arena_free(arena);
-}
-
-static const char *output(void) {
-  fflush(out);
-  return buf;
-}
 
 /* Lexes text (no YAML node: positions count from column 1 of e.txt). */
 static void lex(const char *text) {

@@ -8,29 +8,7 @@
 
 #include "compiler/fe.h"
 
-static ir_arena *arena;
-static diag_engine *diag;
-static FILE *out;
-static char *buf;
-static size_t len;
-
-static void setup(void) {
-  arena = ir_arena_new();
-  out = open_memstream(&buf, &len);
-  diag = diag_new(arena, out);
-}
-
-static void teardown(void) {
-  fclose(out);
-  free(buf);
-  buf = NULL;
-  ir_arena_free(arena);
-}
-
-static const char *output(void) {
-  fflush(out);
-  return buf;
-}
+#include "diag_fixture.h"
 
 /* check's own messages are size-limited: long texts are compared here and
  * shown on stderr. */
