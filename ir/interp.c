@@ -24,8 +24,8 @@ struct ir_interp {
 typedef struct exec {
   ir_interp *in;
   const ir_node *n;
-  double *y;          /* result 0, NULL for effects */
-  const ir_type *yt;  /* its type */
+  double *y;         /* result 0, NULL for effects */
+  const ir_type *yt; /* its type */
   char *err;
   size_t errlen;
 } exec;
@@ -133,11 +133,21 @@ static double op_sigmoid_grad(double y, double g) { return g * y * (1.0 - y); }
 static double op_tanh_grad(double y, double g) { return g * (1.0 - y * y); }
 
 static double (*const unary[IR_OP_COUNT])(double) = {
-    [IR_OP_neg] = op_neg,     [IR_OP_relu] = op_relu,     [IR_OP_gelu] = op_gelu,
-    [IR_OP_gelu_tanh] = op_gelu_tanh, [IR_OP_silu] = op_silu, [IR_OP_sigmoid] = sigmoid,
-    [IR_OP_tanh] = tanh,      [IR_OP_exp] = exp,          [IR_OP_log] = log,
-    [IR_OP_sqrt] = sqrt,      [IR_OP_rsqrt] = op_rsqrt,   [IR_OP_abs] = fabs,
-    [IR_OP_softplus] = op_softplus, [IR_OP_sign] = op_sign, [IR_OP_broadcast] = op_identity,
+    [IR_OP_neg] = op_neg,
+    [IR_OP_relu] = op_relu,
+    [IR_OP_gelu] = op_gelu,
+    [IR_OP_gelu_tanh] = op_gelu_tanh,
+    [IR_OP_silu] = op_silu,
+    [IR_OP_sigmoid] = sigmoid,
+    [IR_OP_tanh] = tanh,
+    [IR_OP_exp] = exp,
+    [IR_OP_log] = log,
+    [IR_OP_sqrt] = sqrt,
+    [IR_OP_rsqrt] = op_rsqrt,
+    [IR_OP_abs] = fabs,
+    [IR_OP_softplus] = op_softplus,
+    [IR_OP_sign] = op_sign,
+    [IR_OP_broadcast] = op_identity,
 };
 
 static double (*const binary[IR_OP_COUNT])(double, double) = {
@@ -199,8 +209,10 @@ static int64_t reduce_strides(const ir_node *n, const ir_type *x, int64_t st[IR_
   int64_t s = 1, covered = 1;
   for (int d = x->rank - 1; d >= 0; d--) {
     st[d] = reduced[d] ? 0 : s;
-    if (reduced[d]) covered *= x->dims[d];
-    else s *= x->dims[d];
+    if (reduced[d])
+      covered *= x->dims[d];
+    else
+      s *= x->dims[d];
   }
   return covered;
 }
@@ -279,7 +291,8 @@ static void softmax_grad_row(exec *e, int64_t base, row r) {
   const double *y = arg(e, 0) + base, *g = arg(e, 1) + base;
   double *dx = e->y + base, s = 0;
   bool log_form = e->n->op == IR_OP_log_softmax_grad;
-  for (int64_t k = 0; k < r.len; k++) s += log_form ? g[k * r.stride] : g[k * r.stride] * y[k * r.stride];
+  for (int64_t k = 0; k < r.len; k++)
+    s += log_form ? g[k * r.stride] : g[k * r.stride] * y[k * r.stride];
   for (int64_t k = 0; k < r.len; k++) {
     int64_t i = k * r.stride;
     dx[i] = log_form ? g[i] - exp(y[i]) * s : y[i] * (g[i] - s);
@@ -306,7 +319,8 @@ static bool run_nll(exec *e) {
   double sum = 0;
   for (int64_t p = 0; p < positions; p++) {
     int64_t t = target_at(e, p, classes);
-    if (t == -2) return fail(e, "target %g out of range [0,%lld)", arg(e, 1)[p], (long long)classes);
+    if (t == -2)
+      return fail(e, "target %g out of range [0,%lld)", arg(e, 1)[p], (long long)classes);
     if (t >= 0) kept++, sum -= arg(e, 0)[p * classes + t];
   }
   if (!grad) {
@@ -377,8 +391,8 @@ static bool run_matmul(exec *e) {
 /* ---- convolution and pooling: NCL is NCHW with H = 1 ---- */
 
 typedef struct window {
-  int64_t n, c, h, w;    /* input */
-  int64_t o, oh, ow;     /* output channels and size */
+  int64_t n, c, h, w; /* input */
+  int64_t o, oh, ow;  /* output channels and size */
   int64_t kh, kw, sh, sw, ph, pw, dh, dw, groups;
 } window;
 
@@ -395,9 +409,16 @@ static window window_of(const ir_node *n, const ir_type *x, const ir_type *y, co
                         int64_t default_stride_h, int64_t default_stride_w) {
   int sp = x->rank - 2;
   bool two = sp == 2;
-  window q = {.n = x->dims[0], .c = x->dims[1], .h = two ? x->dims[2] : 1, .w = x->dims[x->rank - 1],
-              .o = y->dims[1], .oh = two ? y->dims[2] : 1, .ow = y->dims[y->rank - 1],
-              .kh = two ? k[0] : 1, .kw = k[sp - 1], .groups = ir_get_int(n, "groups", 1)};
+  window q = {.n = x->dims[0],
+              .c = x->dims[1],
+              .h = two ? x->dims[2] : 1,
+              .w = x->dims[x->rank - 1],
+              .o = y->dims[1],
+              .oh = two ? y->dims[2] : 1,
+              .ow = y->dims[y->rank - 1],
+              .kh = two ? k[0] : 1,
+              .kw = k[sp - 1],
+              .groups = ir_get_int(n, "groups", 1)};
   q.sh = two ? list_at(n, "stride", sp, 0, default_stride_h) : 1;
   q.sw = list_at(n, "stride", sp, sp - 1, default_stride_w);
   q.ph = two ? list_at(n, "padding", sp, 0, 0) : 0;
@@ -415,8 +436,8 @@ typedef struct conv_args {
 } conv_args;
 
 /* Every (input, weight) pair feeding output element (nn, o, oy, ox). */
-static void conv_point(const window *q, conv_mode mode, const conv_args *a, int64_t yi,
-                       int64_t nn, int64_t o, int64_t oy, int64_t ox) {
+static void conv_point(const window *q, conv_mode mode, const conv_args *a, int64_t yi, int64_t nn,
+                       int64_t o, int64_t oy, int64_t ox) {
   int64_t cg = q->c / q->groups, grp = o / (q->o / q->groups);
   for (int64_t c = 0; c < cg; c++)
     for (int64_t ky = 0; ky < q->kh; ky++)
@@ -451,8 +472,11 @@ static bool run_conv(exec *e) {
   if (op == IR_OP_conv) a.x = arg(e, 0), a.w = arg(e, 1);
   if (op == IR_OP_conv_grad_input) a.y = arg(e, 0), a.w = arg(e, 1);
   if (op == IR_OP_conv_grad_weight) a.x = arg(e, 0), a.y = arg(e, 1);
-  conv_loop(&q, op == IR_OP_conv ? CONV_FORWARD
-                : op == IR_OP_conv_grad_input ? CONV_GRAD_INPUT : CONV_GRAD_WEIGHT, &a);
+  conv_loop(&q,
+            op == IR_OP_conv              ? CONV_FORWARD
+            : op == IR_OP_conv_grad_input ? CONV_GRAD_INPUT
+                                          : CONV_GRAD_WEIGHT,
+            &a);
   return true;
 }
 
@@ -492,8 +516,10 @@ static void avg_window(const window *q, const double *src, double *dst, int64_t 
   for (int64_t iy = oy * q->sh - q->ph; iy < oy * q->sh - q->ph + q->kh; iy++)
     for (int64_t ix = ox * q->sw - q->pw; ix < ox * q->sw - q->pw + q->kw; ix++) {
       if (iy < 0 || iy >= q->h || ix < 0 || ix >= q->w) continue;
-      if (grad) dst[iy * q->w + ix] += src[oy * q->ow + ox] * inv;
-      else sum += src[iy * q->w + ix];
+      if (grad)
+        dst[iy * q->w + ix] += src[oy * q->ow + ox] * inv;
+      else
+        sum += src[iy * q->w + ix];
     }
   if (!grad) dst[oy * q->ow + ox] = sum * inv;
 }
@@ -553,8 +579,10 @@ static bool run_upsample(exec *e) {
         for (int a = 0; a < 4; a++) {
           int64_t in = (p * h + iy[a / 2]) * w + ix[a % 2];
           double weight = wy[a / 2] * wx[a % 2];
-          if (grad) e->y[in] += weight * src[out];
-          else e->y[out] += weight * src[in];
+          if (grad)
+            e->y[in] += weight * src[out];
+          else
+            e->y[out] += weight * src[in];
         }
       }
   return true;
@@ -571,10 +599,13 @@ static bool run_gather(exec *e) {
   if (grad) fill(e->y, numel(e->yt), 0.0);
   for (int64_t p = 0; p < count; p++) {
     int64_t id = (int64_t)ids[p];
-    if (id < 0 || id >= rows) return fail(e, "id %g out of range [0,%lld)", ids[p], (long long)rows);
+    if (id < 0 || id >= rows)
+      return fail(e, "id %g out of range [0,%lld)", ids[p], (long long)rows);
     for (int64_t k = 0; k < d; k++) {
-      if (grad) e->y[id * d + k] += src[p * d + k];
-      else e->y[p * d + k] = src[id * d + k];
+      if (grad)
+        e->y[id * d + k] += src[p * d + k];
+      else
+        e->y[p * d + k] = src[id * d + k];
     }
   }
   return true;
@@ -693,44 +724,79 @@ static bool run_grad(exec *e) {
 /* ---- the table ---- */
 
 static const op_fn ops[IR_OP_COUNT] = {
-    [IR_OP_input] = run_nothing,        [IR_OP_param] = run_nothing,
-    [IR_OP_buffer] = run_nothing,       [IR_OP_const] = run_const,
-    [IR_OP_mask] = run_mask,            [IR_OP_dropout_mask] = run_dropout_mask,
-    [IR_OP_neg] = run_pointwise,        [IR_OP_relu] = run_pointwise,
-    [IR_OP_gelu] = run_pointwise,       [IR_OP_gelu_tanh] = run_pointwise,
-    [IR_OP_silu] = run_pointwise,       [IR_OP_sigmoid] = run_pointwise,
-    [IR_OP_tanh] = run_pointwise,       [IR_OP_exp] = run_pointwise,
-    [IR_OP_log] = run_pointwise,        [IR_OP_sqrt] = run_pointwise,
-    [IR_OP_rsqrt] = run_pointwise,      [IR_OP_abs] = run_pointwise,
-    [IR_OP_softplus] = run_pointwise,   [IR_OP_cast] = run_cast,
-    [IR_OP_add] = run_pointwise,        [IR_OP_sub] = run_pointwise,
-    [IR_OP_mul] = run_pointwise,        [IR_OP_div] = run_pointwise,
-    [IR_OP_where] = run_pointwise,      [IR_OP_sum] = run_reduce,
-    [IR_OP_mean] = run_reduce,          [IR_OP_max] = run_reduce,
-    [IR_OP_softmax] = run_softmax,      [IR_OP_log_softmax] = run_softmax,
-    [IR_OP_nll_loss] = run_nll,         [IR_OP_matmul] = run_matmul,
-    [IR_OP_conv] = run_conv,            [IR_OP_maxpool] = run_pool,
-    [IR_OP_avgpool] = run_pool,         [IR_OP_upsample] = run_upsample,
-    [IR_OP_gather] = run_gather,        [IR_OP_rope] = run_rope,
-    [IR_OP_sign] = run_pointwise,       [IR_OP_reshape] = run_reshape,
-    [IR_OP_permute] = run_permute,      [IR_OP_broadcast] = run_pointwise,
-    [IR_OP_slice] = run_slice,          [IR_OP_concat] = run_concat,
-    [IR_OP_relu_grad] = run_pointwise,  [IR_OP_gelu_grad] = run_pointwise,
-    [IR_OP_gelu_tanh_grad] = run_pointwise, [IR_OP_silu_grad] = run_pointwise,
-    [IR_OP_softplus_grad] = run_pointwise,  [IR_OP_sigmoid_grad] = run_pointwise,
-    [IR_OP_tanh_grad] = run_pointwise,  [IR_OP_softmax_grad] = run_softmax_grad,
-    [IR_OP_log_softmax_grad] = run_softmax_grad, [IR_OP_max_grad] = run_max_grad,
-    [IR_OP_nll_loss_grad] = run_nll,    [IR_OP_conv_grad_input] = run_conv,
-    [IR_OP_conv_grad_weight] = run_conv, [IR_OP_maxpool_grad] = run_pool,
-    [IR_OP_avgpool_grad] = run_pool,    [IR_OP_upsample_grad] = run_upsample,
-    [IR_OP_gather_grad] = run_gather,   [IR_OP_rope_grad] = run_rope,
-    [IR_OP_pad] = run_pad,              [IR_OP_assign] = run_nothing,
-    [IR_OP_output] = run_nothing,       [IR_OP_grad] = run_grad,
+    [IR_OP_input] = run_nothing,
+    [IR_OP_param] = run_nothing,
+    [IR_OP_buffer] = run_nothing,
+    [IR_OP_const] = run_const,
+    [IR_OP_mask] = run_mask,
+    [IR_OP_dropout_mask] = run_dropout_mask,
+    [IR_OP_neg] = run_pointwise,
+    [IR_OP_relu] = run_pointwise,
+    [IR_OP_gelu] = run_pointwise,
+    [IR_OP_gelu_tanh] = run_pointwise,
+    [IR_OP_silu] = run_pointwise,
+    [IR_OP_sigmoid] = run_pointwise,
+    [IR_OP_tanh] = run_pointwise,
+    [IR_OP_exp] = run_pointwise,
+    [IR_OP_log] = run_pointwise,
+    [IR_OP_sqrt] = run_pointwise,
+    [IR_OP_rsqrt] = run_pointwise,
+    [IR_OP_abs] = run_pointwise,
+    [IR_OP_softplus] = run_pointwise,
+    [IR_OP_cast] = run_cast,
+    [IR_OP_add] = run_pointwise,
+    [IR_OP_sub] = run_pointwise,
+    [IR_OP_mul] = run_pointwise,
+    [IR_OP_div] = run_pointwise,
+    [IR_OP_where] = run_pointwise,
+    [IR_OP_sum] = run_reduce,
+    [IR_OP_mean] = run_reduce,
+    [IR_OP_max] = run_reduce,
+    [IR_OP_softmax] = run_softmax,
+    [IR_OP_log_softmax] = run_softmax,
+    [IR_OP_nll_loss] = run_nll,
+    [IR_OP_matmul] = run_matmul,
+    [IR_OP_conv] = run_conv,
+    [IR_OP_maxpool] = run_pool,
+    [IR_OP_avgpool] = run_pool,
+    [IR_OP_upsample] = run_upsample,
+    [IR_OP_gather] = run_gather,
+    [IR_OP_rope] = run_rope,
+    [IR_OP_sign] = run_pointwise,
+    [IR_OP_reshape] = run_reshape,
+    [IR_OP_permute] = run_permute,
+    [IR_OP_broadcast] = run_pointwise,
+    [IR_OP_slice] = run_slice,
+    [IR_OP_concat] = run_concat,
+    [IR_OP_relu_grad] = run_pointwise,
+    [IR_OP_gelu_grad] = run_pointwise,
+    [IR_OP_gelu_tanh_grad] = run_pointwise,
+    [IR_OP_silu_grad] = run_pointwise,
+    [IR_OP_softplus_grad] = run_pointwise,
+    [IR_OP_sigmoid_grad] = run_pointwise,
+    [IR_OP_tanh_grad] = run_pointwise,
+    [IR_OP_softmax_grad] = run_softmax_grad,
+    [IR_OP_log_softmax_grad] = run_softmax_grad,
+    [IR_OP_max_grad] = run_max_grad,
+    [IR_OP_nll_loss_grad] = run_nll,
+    [IR_OP_conv_grad_input] = run_conv,
+    [IR_OP_conv_grad_weight] = run_conv,
+    [IR_OP_maxpool_grad] = run_pool,
+    [IR_OP_avgpool_grad] = run_pool,
+    [IR_OP_upsample_grad] = run_upsample,
+    [IR_OP_gather_grad] = run_gather,
+    [IR_OP_rope_grad] = run_rope,
+    [IR_OP_pad] = run_pad,
+    [IR_OP_assign] = run_nothing,
+    [IR_OP_output] = run_nothing,
+    [IR_OP_grad] = run_grad,
 };
 
 /* ---- the interpreter ---- */
 
-static bool known(const ir_interp *in, const ir_value *v) { return v->id >= 0 && v->id < in->num_values; }
+static bool known(const ir_interp *in, const ir_value *v) {
+  return v->id >= 0 && v->id < in->num_values;
+}
 
 static bool alloc_node(ir_interp *in, const ir_node *n) {
   for (int i = 0; i < n->num_results; i++) {

@@ -14,3 +14,9 @@ cd "$build"
 # A hung test fails after 10 minutes instead of stalling CI; a test that
 # needs longer sets its own TIMEOUT property.
 ctest --output-on-failure -j2 --timeout 600 "$@"
+
+# The same sources must build clean with clang too (-Wall -Wextra -Werror).
+if command -v clang >/dev/null 2>&1; then
+  cmake -S "$root" -B "$root/build-clang" -DCMAKE_C_COMPILER=clang >/dev/null
+  cmake --build "$root/build-clang" -j "$jobs"
+fi

@@ -36,6 +36,7 @@ enum { EXIT_PASS = 0, EXIT_MISMATCH = 1, EXIT_SKIP = 2, MAX_RETRIES = 5 };
 
 static const double ATOL = 1e-7;
 static const double PARAM_STD = 0.5;
+static const double REL_FLOOR = 1e-4;
 
 typedef struct options {
   const char *spec;
@@ -71,11 +72,16 @@ static bool parse_args(int argc, char **argv, options *o) {
   *o = (options){.seed = 1, .samples = 3, .rtol = 1e-5};
   for (int i = 1; i < argc; i++) {
     bool has_value = i + 1 < argc;
-    if (strcmp(argv[i], "--seed") == 0 && has_value) o->seed = strtoull(argv[++i], NULL, 10);
-    else if (strcmp(argv[i], "--samples") == 0 && has_value) o->samples = atoi(argv[++i]);
-    else if (strcmp(argv[i], "--rtol") == 0 && has_value) o->rtol = atof(argv[++i]);
-    else if (argv[i][0] != '-' && !o->spec) o->spec = argv[i];
-    else return false;
+    if (strcmp(argv[i], "--seed") == 0 && has_value)
+      o->seed = strtoull(argv[++i], NULL, 10);
+    else if (strcmp(argv[i], "--samples") == 0 && has_value)
+      o->samples = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--rtol") == 0 && has_value)
+      o->rtol = atof(argv[++i]);
+    else if (argv[i][0] != '-' && !o->spec)
+      o->spec = argv[i];
+    else
+      return false;
   }
   return o->spec && o->samples > 0 && o->rtol >= 0;
 }
@@ -185,7 +191,7 @@ static bool loss_at(checker *c, double *out) {
 /* The central difference of the loss at element i of param. */
 static bool central_difference(checker *c, const ir_value *param, int64_t i, double *fd) {
   double *p = ir_interp_value(c->in, param), saved = p[i], h = 1e-6 * fmax(1.0, fabs(saved));
-  double plus, minus;
+  double plus = 0, minus = 0;
   p[i] = saved + h;
   bool ok = loss_at(c, &plus);
   p[i] = saved - h;
@@ -197,7 +203,8 @@ static bool central_difference(checker *c, const ir_value *param, int64_t i, dou
 
 typedef struct param_result {
   int passed, retried;
-  double worst_rel;
+  bool has_rel;
+  double worst_rel, worst_tol; /* |fd - an| / max(|fd|, |an|), / the tolerance */
   bool error;
 } param_result;
 
@@ -216,8 +223,11 @@ static bool check_element(checker *c, const ir_value *param, const double *grad,
     fprintf(stderr, "  %s[%lld]: finite difference %.10g, analytic %.10g\n",
             ir_value_format(param, name, sizeof name), (long long)i, fd, an);
   }
-  if (ok && scale > 0 && diff / scale > r->worst_rel) r->worst_rel = diff / scale;
-  return ok;
+  if (!ok) return false;
+  /* below REL_FLOOR, atol decides and a relative error says little */
+  if (scale >= REL_FLOOR) r->worst_rel = fmax(r->worst_rel, diff / scale), r->has_rel = true;
+  r->worst_tol = fmax(r->worst_tol, diff / (ATOL + c->rtol * scale));
+  return true;
 }
 
 /* `samples` random elements, each retried on other elements on failure. */
@@ -257,9 +267,11 @@ static int check_params(checker *c, const char *model, const char **error_out, i
     if (r.error) return *error_out = "interpreter error", failed + 1;
     bool ok = r.passed == samples;
     failed += !ok;
+    char rel[32] = "-";
+    if (r.has_rel) snprintf(rel, sizeof rel, "%.1e", r.worst_rel);
     if (ok)
-      printf("ok %s %s: %d samples, worst rel %.1e%s\n", model, param->name, samples, r.worst_rel,
-             r.retried ? ", retried next to a kink" : "");
+      printf("ok %s %s: %d samples, worst rel %s, worst err/tol %.2f%s\n", model, param->name,
+             samples, rel, r.worst_tol, r.retried ? ", retried next to a kink" : "");
     else
       printf("FAIL %s %s: %d of %d samples passed\n", model, param->name, r.passed, samples);
   }
