@@ -113,6 +113,7 @@ typedef struct cg_program {
   int state_buffers[256];
   int num_inputs;
   const ir_value *inputs[32];
+  bool bf16;                /* precision: bf16: GEMM and conv operands in bf16 */
   int64_t state_bytes;      /* params + buffers */
   int64_t grad_bytes;       /* gradients */
   int num_entries;

@@ -225,6 +225,7 @@ static bool contiguous_batch(const gemm_shape *g) {
 
 static void render_gemm(cg_emitter *e, const cg_program *p, const cg_kernel *k) {
   gemm_shape g = gemm_of(k->node);
+  const char *gemm = p->bf16 ? "modelc_rt_gemm_bf16" : "modelc_rt_gemm";
   cg_emitf(e, "const float *a = %s;\n", pointer(p, k->operands[0], false));
   cg_emitf(e, "const float *b = %s;\n", pointer(p, k->operands[1], false));
   cg_emitf(e, "float *c = %s;\n", pointer(p, k->out, true));
@@ -232,7 +233,7 @@ static void render_gemm(cg_emitter *e, const cg_program *p, const cg_kernel *k) 
   /* A weight shared by every batch row, and rows stacked in memory:
    * one GEMM over all of them. */
   if (!g.ta && all_zero(g.b_strides, g.batch_rank) && contiguous_batch(&g)) {
-    cg_emitf(e, "modelc_rt_gemm(0, %d, %lld, %lld, %lld, 1.0f, a, %lld, b, %lld, 0.0f, c, %lld);\n",
+    cg_emitf(e, "%s(0, %d, %lld, %lld, %lld, 1.0f, a, %lld, b, %lld, 0.0f, c, %lld);\n", gemm,
              g.tb, (long long)(g.batch * g.m), (long long)g.n, (long long)g.k, lda, ldb,
              (long long)g.n);
     return;
@@ -247,8 +248,8 @@ static void render_gemm(cg_emitter *e, const cg_program *p, const cg_kernel *k) 
     co = ir_arena_printf(p->arena, "%s + i%d * %lld", co, d, (long long)cs);
     cs *= g.dims[d];
   }
-  cg_emitf(e, "modelc_rt_gemm(%d, %d, %lld, %lld, %lld, 1.0f, a + (%s), %lld, b + (%s), %lld, 0.0f, c + (%s), %lld);\n",
-           g.ta, g.tb, (long long)g.m, (long long)g.n, (long long)g.k, ao, lda, bo, ldb, co,
+  cg_emitf(e, "%s(%d, %d, %lld, %lld, %lld, 1.0f, a + (%s), %lld, b + (%s), %lld, 0.0f, c + (%s), %lld);\n",
+           gemm, g.ta, g.tb, (long long)g.m, (long long)g.n, (long long)g.k, ao, lda, bo, ldb, co,
            (long long)g.n);
   for (int d = 0; d < g.batch_rank; d++) cg_emit_close(e, NULL);
 }
@@ -337,15 +338,16 @@ static void render_conv(cg_emitter *e, const cg_program *p, const cg_kernel *k) 
   const ir_node *n = k->node;
   const char *out = pointer(p, k->out, true);
   const char *a = pointer(p, k->operands[0], false), *b = pointer(p, k->operands[1], false);
+  const char *lowp = p->bf16 ? "_bf16" : "";
   if (n->op == IR_OP_conv) {
     render_conv_params(e, n, &n->inputs[0]->type, &n->inputs[1]->type, &n->results[0]->type);
-    cg_emitf(e, "modelc_rt_conv2d(%s, %s, %s, &p);\n", out, a, b);
+    cg_emitf(e, "modelc_rt_conv2d%s(%s, %s, %s, &p);\n", lowp, out, a, b);
   } else if (n->op == IR_OP_conv_grad_input) { /* (g, w) -> x */
     render_conv_params(e, n, &n->results[0]->type, &n->inputs[1]->type, &n->inputs[0]->type);
-    cg_emitf(e, "modelc_rt_conv2d_grad_input(%s, %s, %s, &p);\n", out, a, b);
+    cg_emitf(e, "modelc_rt_conv2d_grad_input%s(%s, %s, %s, &p);\n", lowp, out, a, b);
   } else { /* conv_grad_weight (x, g) -> w */
     render_conv_params(e, n, &n->inputs[0]->type, &n->results[0]->type, &n->inputs[1]->type);
-    cg_emitf(e, "modelc_rt_conv2d_grad_weight(%s, %s, %s, &p);\n", out, a, b);
+    cg_emitf(e, "modelc_rt_conv2d_grad_weight%s(%s, %s, %s, &p);\n", lowp, out, a, b);
   }
 }
 

@@ -92,6 +92,7 @@ int drv_compile(ir_arena *arena, const char *path, cg_program **out, cg_spec_inf
   if (rc == DRV_OK && spec->has_train) rc = add_entry(arena, d, spec, p, "train", FE_MODE_TRAIN);
   diag_finish(d);
   if (rc != DRV_OK) return rc;
+  p->bf16 = spec->has_train && spec->train.precision == IR_bf16;
   cg_plan(p);
   *out = p;
   *info = spec_info(spec, path);

@@ -278,6 +278,18 @@ void modelc_rt_conv2d_grad_input(float *dx, const float *g, const float *w, cons
 void modelc_rt_conv2d_grad_weight(float *dw, const float *x, const float *g,
                                   const modelc_rt_conv *p);
 
+/* precision: bf16 (rt_lowp.c): the same products with both operands
+ * rounded to bfloat16 (nearest, ties to even) and f32 accumulation. */
+float modelc_rt_round_bf16(float x);
+void modelc_rt_gemm_bf16(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                         const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                         float *c, int64_t ldc);
+void modelc_rt_conv2d_bf16(float *y, const float *x, const float *w, const modelc_rt_conv *p);
+void modelc_rt_conv2d_grad_input_bf16(float *dx, const float *g, const float *w,
+                                      const modelc_rt_conv *p);
+void modelc_rt_conv2d_grad_weight_bf16(float *dw, const float *x, const float *g,
+                                       const modelc_rt_conv *p);
+
 /* Pooling NCHW x [N,C,H,W] -> y [N,C,OH,OW]; avgpool counts padding
  * (count_include_pad=True, PyTorch's default). */
 typedef struct modelc_rt_pool {
