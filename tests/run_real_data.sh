@@ -9,6 +9,8 @@
 #   resume  4 steps of charlm straight, and 2 + --resume 2: the same loss
 #           sequence and the same final parameters, bit for bit
 #   sample  text from the charlm of a short run
+#   interrupt  Ctrl-C (SIGINT) during training: exit 130, a checkpoint that
+#           --resume continues from
 set -u
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 SRC="${SRC:-$(dirname "$here")}"
@@ -95,8 +97,30 @@ sample)
     exit 1
   fi
   ;;
+interrupt)
+  fortunes
+  # Compile first, so that the interrupt lands in training.
+  "$MODELC" train "$SRC/specs/charlm.yaml" --data "$tmp/train.bin" --steps 1 --out "$tmp/warm" --quiet || exit 1
+  timeout --preserve-status -s INT 8 "$MODELC" train "$SRC/specs/charlm.yaml" --data "$tmp/train.bin" \
+    --steps 100000 --out "$tmp/run" --quiet 2>"$tmp/log"
+  rc=$?
+  step=$(grep -c '"loss"' "$tmp/run/metrics.jsonl" 2>/dev/null || echo 0)
+  if [ "$rc" -ne 130 ] || ! grep -q "interrupted at step" "$tmp/log" || [ ! -f "$tmp/run/state.safetensors" ]; then
+    echo "FAIL interrupt: exit $rc, $step steps"
+    sed 's/^/  | /' "$tmp/log" | tail -5
+    exit 1
+  fi
+  "$MODELC" train "$SRC/specs/charlm.yaml" --data "$tmp/train.bin" --steps $((step + 2)) --resume "$tmp/run" --quiet || exit 1
+  after=$(grep -c '"loss"' "$tmp/run/metrics.jsonl")
+  if [ "$after" -eq $((step + 2)) ]; then
+    echo "PASS interrupt: exit 130 after $step steps, checkpoint resumed to step $after"
+  else
+    echo "FAIL interrupt: resume gave $after metric lines, expected $((step + 2))"
+    exit 1
+  fi
+  ;;
 *)
-  echo "usage: run_real_data.sh charlm|fmnist|resume|sample" >&2
+  echo "usage: run_real_data.sh charlm|fmnist|resume|sample|interrupt" >&2
   exit 2
   ;;
 esac
