@@ -169,7 +169,7 @@ int modelc_rt_idx_to_safetensors(const char *images_idx, const char *labels_idx,
                                  const char *out_path, char *err, size_t errlen) {
   unsigned char *images = NULL, *labels = NULL;
   size_t images_size, labels_size;
-  uint32_t image_shape[3], label_shape[1];
+  uint32_t image_shape[3] = {0, 0, 0}, label_shape[1] = {0};
   float *pixels = NULL;
   int32_t *classes = NULL;
   int rc = -1;

@@ -209,7 +209,7 @@ static int st_expect(st_reader *r, char c) {
 static size_t st_utf8_length(const unsigned char *s, size_t avail) {
   unsigned c = s[0];
   size_t k;
-  uint32_t cp, min;
+  uint32_t cp = 0, min = 0;
   if (c < 0x80) return 1;
   if (c >= 0xc2 && c <= 0xdf) {
     k = 2, cp = c & 0x1f, min = 0x80;
@@ -313,7 +313,7 @@ static int st_parse_string(st_reader *r, const char **out, size_t *out_len) {
       case 'r': dst[n++] = '\r'; break;
       case 't': dst[n++] = '\t'; break;
       case 'u': {
-        uint32_t cp;
+        uint32_t cp = 0;
         if (st_unicode_escape(r, esc, &cp) != 0) return -1;
         n += st_utf8_encode(dst + n, cp);
         break;
@@ -780,7 +780,7 @@ static int st_check_range(const modelc_rt_st_file *f, const modelc_rt_st_tensor 
 
 int modelc_rt_st_read_f32(const modelc_rt_st_file *f, const modelc_rt_st_tensor *t, int64_t first,
                           int64_t count, float *dst, char *err, size_t errlen) {
-  const unsigned char *src;
+  const unsigned char *src = NULL;
   if (t->dtype != MODELC_RT_F32 && t->dtype != MODELC_RT_BF16 && t->dtype != MODELC_RT_F16 &&
       t->dtype != MODELC_RT_F64)
     return modelc_rt_fail(err, errlen,
@@ -813,7 +813,7 @@ int modelc_rt_st_read_f32(const modelc_rt_st_file *f, const modelc_rt_st_tensor 
 
 int modelc_rt_st_read_i32(const modelc_rt_st_file *f, const modelc_rt_st_tensor *t, int64_t first,
                           int64_t count, int32_t *dst, char *err, size_t errlen) {
-  const unsigned char *src;
+  const unsigned char *src = NULL;
   if (t->dtype != MODELC_RT_I32 && t->dtype != MODELC_RT_I64 && t->dtype != MODELC_RT_U8)
     return modelc_rt_fail(err, errlen, "%s: tensor '%s' is %s, not an integer dtype (I32, I64, U8)",
                    f->path, t->name, modelc_rt_dtype_name(t->dtype));
