@@ -125,8 +125,30 @@ static void print_train(const fe_train *t) {
          t->recompute_blocks ? "blocks" : "none", t->seed);
 }
 
+/* Memory as the C backend plans it: state at fixed offsets, every
+ * temporary placed by liveness in one activation region. A spec the C
+ * backend cannot take (a reserved model name, a u8 input) is an error. */
+static int planned_activations(const char *path, int64_t *act_infer, int64_t *act_train) {
+  ir_arena *arena = ir_arena_new();
+  cg_program *p = NULL;
+  cg_spec_info info;
+  *act_infer = 0;
+  *act_train = -1;
+  int rc = drv_compile(arena, path, &p, &info);
+  for (int i = 0; rc == DRV_OK && i < p->num_entries; i++) {
+    int64_t bytes = p->entries[i].activation_bytes;
+    if (strcmp(p->entries[i].name, "train") == 0)
+      *act_train = bytes;
+    else if (bytes > *act_infer)
+      *act_infer = bytes;
+  }
+  ir_arena_free(arena);
+  return rc;
+}
+
 static void print_summary(const char *path, const fe_spec *spec, const ir_graph *g,
-                          const ir_stats *infer, const ir_stats *train) {
+                          const ir_stats *infer, const ir_stats *train, int64_t act_infer,
+                          int64_t act_train) {
   char a[64], b[64], c[64];
   printf("%s: ok\n", path);
   printf("  %-12s %s\n", "model", spec->model);
@@ -141,19 +163,6 @@ static void print_summary(const char *path, const fe_spec *spec, const ir_graph 
   printf("  %-12s %s forward per step", "flops", flops_text(fwd->flops, a, sizeof a));
   if (train) printf(", about %s per training step (3x forward)", flops_text(3 * fwd->flops, b, sizeof b));
   printf("\n");
-  /* Memory as the C backend plans it: state at fixed offsets, every
-   * temporary placed by liveness in one activation region. */
-  ir_arena *arena = ir_arena_new();
-  cg_program *p = NULL;
-  cg_spec_info info;
-  int64_t act_infer = 0, act_train = -1;
-  if (drv_compile(arena, path, &p, &info) == DRV_OK)
-    for (int i = 0; i < p->num_entries; i++) {
-      int64_t bytes = p->entries[i].activation_bytes;
-      if (strcmp(p->entries[i].name, "train") == 0) act_train = bytes;
-      else if (bytes > act_infer) act_infer = bytes;
-    }
-  ir_arena_free(arena);
   int64_t inference = infer->param_bytes + infer->buffer_bytes + infer->input_bytes + act_infer;
   printf("  %-12s inference %s (weights %s, activations %s)\n", "memory",
          bytes_text(inference, a, sizeof a), bytes_text(infer->param_bytes, b, sizeof b),
@@ -190,8 +199,10 @@ static int run_check(const drv_args *args, const char *path) {
   if (!expand(infer) || (train && !expand(train))) goto done;
   ir_graph_stats(infer, &si);
   if (train) ir_graph_stats(train, &st);
-  print_summary(path, spec, train ? train : infer, &si, train ? &st : NULL);
-  rc = DRV_OK;
+  int64_t act_infer, act_train;
+  rc = planned_activations(path, &act_infer, &act_train);
+  if (rc != DRV_OK) goto done;
+  print_summary(path, spec, train ? train : infer, &si, train ? &st : NULL, act_infer, act_train);
 done:
   diag_finish(d);
   ir_arena_free(arena);
