@@ -35,8 +35,7 @@ typedef struct cg_buffer {
   int index;             /* parameter / state / input index */
   int64_t offset;        /* bytes: into the state region or the activation region */
   int alias_of;          /* -1, or the buffer whose memory this one views (reshape) */
-  int first_use, last_use; /* kernel indices, for planning */
-  bool live_out;           /* read after the entry point returns (outputs) */
+  int first_use, last_use; /* kernel indices, for planning; outputs live to the end */
 } cg_buffer;
 
 /* ---- elementwise expressions ---- */
@@ -159,7 +158,6 @@ void cg_render_c_kernel(cg_emitter *e, const cg_program *p, const cg_entry *entr
 
 typedef struct cg_spec_info {
   const char *source_file;   /* the spec's path, for the header comment */
-  bool trains;
   int optimizer;             /* 0 adamw, 1 sgd */
   double lr, beta1, beta2, eps, weight_decay, momentum;
   bool nesterov;

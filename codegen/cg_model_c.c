@@ -33,9 +33,6 @@ static const char *shape_text(ir_arena *a, const ir_type *t) {
   return ir_arena_strdup(a, ir_shape_format(t, buf, sizeof buf));
 }
 
-/* A C identifier for a spec name (outputs and inputs are identifiers). */
-static const char *field(const char *name) { return name; }
-
 /* ---- the header ---- */
 
 static void write_header(model_writer *w) {
@@ -49,13 +46,13 @@ static void write_header(model_writer *w) {
   cg_emit_open(e, "typedef struct %s_inputs", w->m);
   for (int i = 0; i < p->num_inputs; i++)
     cg_emitf(e, "const %s *%s; /* %s */\n", cg_c_type(p->inputs[i]->type.dtype),
-             field(p->inputs[i]->name), shape_text(p->arena, &p->inputs[i]->type));
+             p->inputs[i]->name, shape_text(p->arena, &p->inputs[i]->type));
   cg_emit_close(e, NULL);
   cg_emitf(e, "%s_inputs;\n\n", w->m);
   cg_emit_open(e, "typedef struct %s_outputs", w->m);
   for (int i = 0; i < w->forward->num_outputs; i++) {
     const cg_buffer *b = &p->buffers[w->forward->output_buffers[i]];
-    cg_emitf(e, "const %s *%s; /* %s */\n", cg_c_type(b->type.dtype), field(w->forward->output_names[i]),
+    cg_emitf(e, "const %s *%s; /* %s */\n", cg_c_type(b->type.dtype), w->forward->output_names[i],
              shape_text(p->arena, &b->type));
   }
   cg_emitf(e, "float loss;   /* set by %s_evaluate and %s_train_step */\n", w->m, w->m);
@@ -332,7 +329,7 @@ static void write_load_save(model_writer *w) {
 }
 
 static void bind_inputs(model_writer *w) {
-  for (int i = 0; i < w->p->num_inputs; i++) cg_emitf(w->e, "m->in[%d] = in->%s;\n", i, field(w->p->inputs[i]->name));
+  for (int i = 0; i < w->p->num_inputs; i++) cg_emitf(w->e, "m->in[%d] = in->%s;\n", i, w->p->inputs[i]->name);
 }
 
 static void require_inputs(model_writer *w, const cg_entry *entry) {
@@ -346,7 +343,7 @@ static void require_inputs(model_writer *w, const cg_entry *entry) {
 
 static void set_outputs(model_writer *w, const cg_entry *entry, const char *target) {
   for (int i = 0; i < entry->num_outputs; i++)
-    cg_emitf(w->e, "%s%s = %s;\n", target, field(entry->output_names[i]), out_pointer(w->p, entry->output_buffers[i]));
+    cg_emitf(w->e, "%s%s = %s;\n", target, entry->output_names[i], out_pointer(w->p, entry->output_buffers[i]));
 }
 
 static void write_update(model_writer *w) {

@@ -17,7 +17,6 @@ static cg_spec_info spec_info(const fe_spec *spec, const char *path) {
   const fe_train *t = &spec->train;
   cg_spec_info info = {
       .source_file = path,
-      .trains = spec->has_train,
       .optimizer = t->optimizer == FE_OPT_SGD,
       .lr = t->lr,
       .beta1 = t->beta1,

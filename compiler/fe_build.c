@@ -441,7 +441,6 @@ ir_value *fe_call_block(fe_builder *b, const fe_block *block, const fe_expr *at,
   size_t len = strlen(prefix);
   scope.label = len ? ir_arena_strndup(b->arena, prefix, len - 1) : NULL;
   scope.shared = shared;
-  scope.parent = b->scope;
 
   fe_scope *saved = b->scope;
   b->call_stack[b->depth++] = block->name;

@@ -24,7 +24,6 @@ typedef struct fe_scope {
   const char *prefix;    /* "" at top, "layers.3." inside a repeat */
   const char *label;     /* node scope: "layers.3", NULL at top */
   bool shared;           /* a shared repeat: parameters are reused */
-  struct fe_scope *parent;
 } fe_scope;
 
 typedef struct fe_counter {
