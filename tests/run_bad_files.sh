@@ -3,10 +3,8 @@
 # files: each gets a message naming the file (and the tensor), exit 1, and
 # no output file.
 set -u
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-SRC="${SRC:-$(dirname "$here")}"
-MODELC="${MODELC:-$SRC/build/modelc}"
-case "$MODELC" in /*) ;; */*) MODELC="$PWD/$MODELC" ;; esac
+# shellcheck source=tests/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 export MODELC_CACHE="${MODELC_CACHE:-$tmp/cache}"

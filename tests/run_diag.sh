@@ -13,10 +13,8 @@
 # Environment: MODELC (the binary), SRC (the source tree); ctest sets both.
 set -u
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-SRC="${SRC:-$(dirname "$here")}"
-MODELC="${MODELC:-$SRC/build/modelc}"
-case "$MODELC" in /*) ;; */*) MODELC="$PWD/$MODELC" ;; esac
+# shellcheck source=tests/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 if ! command -v "$MODELC" >/dev/null 2>&1; then
   echo "run_diag: MODELC='$MODELC' is not an executable (build first, or set MODELC)" >&2
   exit 1

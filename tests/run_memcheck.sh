@@ -9,10 +9,8 @@
 #   MODELC=build/modelc bash tests/run_memcheck.sh
 set -u
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-SRC="${SRC:-$(dirname "$here")}"
-MODELC="${MODELC:-$SRC/build/modelc}"
-case "$MODELC" in /*) ;; */*) MODELC="$PWD/$MODELC" ;; esac
+# shellcheck source=tests/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 if ! command -v valgrind >/dev/null 2>&1; then
   echo "run_memcheck: valgrind is not installed (scripts/setup.sh installs it)" >&2
   exit 1

@@ -12,10 +12,8 @@
 # Environment: MODELC, SRC; ctest sets them.
 set -u
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-SRC="${SRC:-$(dirname "$here")}"
-MODELC="${MODELC:-$SRC/build/modelc}"
-case "$MODELC" in /*) ;; */*) MODELC="$PWD/$MODELC" ;; esac
+# shellcheck source=tests/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 if ! command -v "$MODELC" >/dev/null 2>&1; then
   echo "run_params: MODELC='$MODELC' is not an executable (build first, or set MODELC)" >&2
   exit 1

@@ -12,10 +12,8 @@
 #   interrupt  Ctrl-C (SIGINT) during training: exit 130, a checkpoint that
 #           --resume continues from
 set -u
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-SRC="${SRC:-$(dirname "$here")}"
-MODELC="${MODELC:-$SRC/build/modelc}"
-case "$MODELC" in /*) ;; */*) MODELC="$PWD/$MODELC" ;; esac
+# shellcheck source=tests/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 export MODELC_CACHE="${MODELC_CACHE:-$tmp/cache}"
