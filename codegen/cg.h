@@ -73,6 +73,8 @@ typedef struct cg_kernel {
   const ir_node *node; /* the node it computes (first one when fused) */
   const char *name;    /* C function name */
   int out;             /* output buffer, -1 for none */
+  int num_more_outs;   /* results after the first (flash_attention's lse) */
+  int more_outs[2];
   int num_operands;
   int operands[CG_MAX_OPERANDS];
   /* elementwise: the loop nest over the (collapsed) output shape, each
@@ -152,6 +154,10 @@ const char *cg_emit_text(cg_emitter *e);
 const char *cg_c_literal(ir_arena *a, double v, ir_dtype dtype);
 /* The C spelling of a scalar element type. */
 const char *cg_c_type(ir_dtype dtype);
+/* Whether the kernel's C function returns a status (int, 0 success)
+ * rather than void: embedding lookups check ids, flash attention
+ * allocates its rope tables. */
+bool cg_kernel_returns_status(const cg_kernel *k);
 /* One kernel as a static C function `static void NAME(MODEL *m)`. */
 void cg_render_c_kernel(cg_emitter *e, const cg_program *p, const cg_entry *entry,
                         const cg_kernel *k);

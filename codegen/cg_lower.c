@@ -221,6 +221,33 @@ static bool lower_elementwise(lowering *l, const ir_node *n) {
   return true;
 }
 
+/* fused_elementwise: its expression over loads of its inputs (each
+ * input one operand, however often the expression reads it). */
+static cg_expr *fexpr_to_cg(lowering *l, const ir_fexpr *x, cg_expr *const *inputs) {
+  if (x->kind == IR_FEXPR_INPUT) return inputs[x->input];
+  cg_expr *y = expr_new(l->p->arena, x->kind == IR_FEXPR_CONST ? CG_EXPR_CONST : CG_EXPR_OP, IR_f32);
+  y->value = x->value;
+  y->op = x->op;
+  y->num_args = x->num_args;
+  for (int i = 0; x->kind == IR_FEXPR_OP && i < x->num_args; i++)
+    if (!(y->args[i] = fexpr_to_cg(l, x->args[i], inputs))) return NULL;
+  return y;
+}
+
+static bool lower_fused(lowering *l, const ir_node *n) {
+  const ir_value *v = n->results[0];
+  if (n->num_inputs > CG_MAX_OPERANDS) return fail(l, "too many operands", v);
+  char msg[IR_ERR_LEN];
+  const ir_fexpr *x = ir_fexpr_parse(l->p->arena, ir_get_str(n, "expr", ""), n->num_inputs, msg, sizeof msg);
+  if (!x) return fail(l, msg, v);
+  cg_kernel *k = new_kernel(l, CG_K_ELEMENTWISE, n, temp_for(l, v));
+  cg_expr *inputs[CG_MAX_OPERANDS];
+  for (int i = 0; i < n->num_inputs; i++) inputs[i] = operand_expr(l, k, n->inputs[i], &v->type);
+  if (!(k->expr = fexpr_to_cg(l, x, inputs))) return fail(l, "out of memory", v);
+  collapse(k, &v->type);
+  return true;
+}
+
 /* A copy whose operand is read through explicit strides (permute, slice,
  * broadcast): the expression is a bare load. */
 static cg_kernel *copy_kernel(lowering *l, const ir_node *n) {
@@ -278,6 +305,8 @@ static bool lower_generic(lowering *l, const ir_node *n, cg_kernel_kind kind) {
   int out = n->num_results ? temp_for(l, n->results[0]) : -1;
   cg_kernel *k = new_kernel(l, kind, n, out);
   if (n->num_inputs > CG_MAX_OPERANDS) return fail(l, "too many operands", n->results[0]);
+  if (n->num_results > 3) return fail(l, "more than three results", n->results[0]);
+  for (int i = 1; i < n->num_results; i++) k->more_outs[k->num_more_outs++] = temp_for(l, n->results[i]);
   for (int i = 0; i < n->num_inputs; i++) k->operands[k->num_operands++] = operand_of(l, n->inputs[i]);
   return true;
 }
@@ -322,6 +351,7 @@ static bool lower_node(lowering *l, const ir_node *n) {
   case IR_OP_grad: return lower_grad(l, n);
   case IR_OP_assign: return lower_generic(l, n, CG_K_ASSIGN);
   case IR_OP_output: return lower_output(l, n);
+  case IR_OP_fused_elementwise: return lower_fused(l, n);
   default: break;
   }
   if (flags & IR_OPF_LAYER) return fail(l, "layer op left unexpanded", n->results[0]);

@@ -234,6 +234,12 @@ static void write_entry(model_writer *w, kernel_table *table, const cg_entry *en
                k->node->inputs[1]->name);
       cg_emitf(e, "return -1;\n");
       cg_emit_close(e, NULL);
+    } else if (cg_kernel_returns_status(k)) {
+      cg_emit_open(e, "if (%s(m) != 0)", names[i]);
+      cg_emitf(e, "snprintf(m->error, sizeof m->error, \"%%s\", \"out of memory in '%s'\");\n",
+               k->node->results[0]->name);
+      cg_emitf(e, "return -1;\n");
+      cg_emit_close(e, NULL);
     } else {
       cg_emitf(e, "%s(m);\n", names[i]);
     }

@@ -5,7 +5,10 @@
  * region: each is live from the kernel that writes it to the last kernel
  * that reads it (or to the end, for outputs and values assigned to
  * state), and takes the first free gap that fits (first fit, 64-byte
- * aligned). Entry points never run at once, so they share the region. */
+ * aligned), or, when an elementwise kernel reads an operand that dies
+ * there element by element in step with its output, that operand's own
+ * place (in place). Entry points never run at once, so they share the
+ * region. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +41,7 @@ static void lifetimes(cg_program *p, cg_entry *e) {
   for (int i = 0; i < e->num_kernels; i++) {
     const cg_kernel *k = &e->kernels[i];
     touch(p, k->out, i);
+    for (int o = 0; o < k->num_more_outs; o++) touch(p, k->more_outs[o], i);
     for (int o = 0; o < k->num_operands; o++) touch(p, k->operands[o], i);
   }
   int end = e->num_kernels;
@@ -70,6 +74,43 @@ static int64_t first_fit(placed *live, int n, int64_t size) {
   return at;
 }
 
+/* An elementwise kernel reads each element of operand o at the index it
+ * writes (contiguous strides over the same loop): its output may then
+ * overwrite o in place, when o dies at this kernel. */
+static bool same_walk(const cg_program *p, const cg_kernel *k, int o) {
+  if (k->kind != CG_K_ELEMENTWISE || k->base[o] != 0) return false;
+  const cg_buffer *in = &p->buffers[k->operands[o]], *out = &p->buffers[k->out];
+  if (ir_type_bytes(&in->type) != ir_type_bytes(&out->type)) return false;
+  int64_t s = 1;
+  for (int d = k->loop_rank - 1; d >= 0; d--) {
+    if (k->strides[o][d] != s) return false;
+    s *= k->loop_dims[d];
+  }
+  return true;
+}
+
+/* The temporary whose memory the output of kernel `at` can take: an
+ * operand read in step with the output that is not read after `at`. */
+static int in_place_donor(const cg_program *p, const cg_entry *e, int b) {
+  const cg_buffer *buf = &p->buffers[b];
+  const cg_kernel *k = &e->kernels[buf->first_use];
+  if (k->out != b) return -1;
+  for (int o = 0; o < k->num_operands; o++) {
+    int d = k->operands[o];
+    if (d < 0) continue;
+    int r = root_of(p, d);
+    const cg_buffer *donor = &p->buffers[r];
+    if (donor->kind != CG_BUF_TEMP || donor->last_use != buf->first_use || !same_walk(p, k, o))
+      continue;
+    /* every other read of the donor in this kernel must walk in step too */
+    bool ok = true;
+    for (int j = 0; j < k->num_operands && ok; j++)
+      if (j != o && k->operands[j] >= 0 && root_of(p, k->operands[j]) == r) ok = same_walk(p, k, j);
+    if (ok) return r;
+  }
+  return -1;
+}
+
 static void place_entry(cg_program *p, cg_entry *e) {
   for (int i = 0; i < p->num_buffers; i++) p->buffers[i].first_use = p->buffers[i].last_use = -1;
   lifetimes(p, e);
@@ -81,11 +122,22 @@ static void place_entry(cg_program *p, cg_entry *e) {
   for (int i = 0; i < p->num_buffers && live; i++) {
     cg_buffer *b = &p->buffers[i];
     if (b->kind != CG_BUF_TEMP || b->alias_of >= 0 || b->first_use < 0) continue;
-    int keep = 0;
-    for (int j = 0; j < n; j++)
-      if (live[j].last_use >= b->first_use) live[keep++] = live[j];
-    n = keep;
     int64_t size = align_up(bytes_of(b));
+    int donor = in_place_donor(p, e, i);
+    int keep = 0;
+    for (int j = 0; j < n; j++) {
+      if (live[j].last_use < b->first_use) continue;
+      if (donor >= 0 && live[j].offset == p->buffers[donor].offset && live[j].last_use == b->first_use &&
+          live[j].size == size) {
+        /* in place: the donor's block becomes this buffer's */
+        b->offset = live[j].offset;
+        live[j].last_use = b->last_use;
+        donor = -2;
+      }
+      live[keep++] = live[j];
+    }
+    n = keep;
+    if (donor == -2) continue;
     b->offset = first_fit(live, n, size);
     if (b->offset + size > peak) peak = b->offset + size;
     if (n == cap) {

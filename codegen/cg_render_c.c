@@ -117,13 +117,18 @@ static const char *index_expr(ir_arena *a, const cg_kernel *k, const int64_t *st
   return *s ? s : "0";
 }
 
-static const char *expr_text(ir_arena *a, const cg_kernel *k, const cg_expr *x) {
+/* The C text of an expression: constants and loads inline; an op's
+ * value goes into a local (t0, t1, ...) declared before it is used, so a
+ * fused tree is a readable sequence of statements and an argument that
+ * a formula uses twice (sigmoid_grad) is computed once. */
+static const char *expr_text(cg_emitter *e, ir_arena *a, const cg_kernel *k, const cg_expr *x,
+                             int *temps) {
   if (x->kind == CG_EXPR_CONST) return cg_c_literal(a, x->value, x->dtype);
   if (x->kind == CG_EXPR_LOAD)
     return ir_arena_printf(a, "in%d[%s]", x->operand,
                            index_expr(a, k, k->strides[x->operand], k->base[x->operand]));
   const char *args[3] = {0};
-  for (int i = 0; i < x->num_args; i++) args[i] = expr_text(a, k, x->args[i]);
+  for (int i = 0; i < x->num_args; i++) args[i] = expr_text(e, a, k, x->args[i], temps);
   const char *fmt = c_spelling(x->op);
   char *out = "";
   for (const char *c = fmt ? fmt : "%0"; *c; c++) {
@@ -137,7 +142,9 @@ static const char *expr_text(ir_arena *a, const cg_kernel *k, const cg_expr *x) 
       out = ir_arena_printf(a, "%s%c", out, *c);
     }
   }
-  return out;
+  const char *name = ir_arena_printf(a, "t%d", (*temps)++);
+  cg_emitf(e, "const %s %s = %s;\n", cg_c_type(x->dtype), name, out);
+  return name;
 }
 
 static void render_elementwise(cg_emitter *e, const cg_program *p, const cg_kernel *k) {
@@ -155,7 +162,9 @@ static void render_elementwise(cg_emitter *e, const cg_program *p, const cg_kern
   for (int d = 0; d < k->loop_rank; d++)
     cg_emit_open(e, "for (int64_t i%d = 0; i%d < %lld; i%d++)", d, d, (long long)k->loop_dims[d], d);
   if (k->loop_rank == 0) cg_emitf(e, "{\n");
-  cg_emitf(e, "out[%s] = %s;\n", index_expr(a, k, ostr, 0), expr_text(a, k, k->expr));
+  int temps = 0;
+  const char *value = expr_text(e, a, k, k->expr, &temps);
+  cg_emitf(e, "out[%s] = %s;\n", index_expr(a, k, ostr, 0), value);
   for (int d = 0; d < k->loop_rank; d++) cg_emit_close(e, NULL);
   if (k->loop_rank == 0) cg_emitf(e, "}\n");
 }
@@ -426,6 +435,33 @@ static void render_nll(cg_emitter *e, const cg_program *p, const cg_kernel *k) {
   }
 }
 
+/* flash_attention(q, k, v) -> out, lse; flash_attention_grad(q, k, v,
+ * out, lse, d.out) -> d.q, d.k, d.v. */
+static void render_flash(cg_emitter *e, const cg_program *p, const cg_kernel *k) {
+  const ir_node *n = k->node;
+  bool bthd = strcmp(ir_get_str(n, "layout", "bhtd"), "bthd") == 0;
+  const ir_type *q = &n->inputs[0]->type, *kv = &n->inputs[1]->type;
+  int hd = bthd ? 2 : 1, td = bthd ? 1 : 2;
+  cg_emitf(e, "static const modelc_rt_flash f = {%lld, %lld, %lld, %lld, %lld, %d, %d, %lld, %lld, %s, %s};\n",
+           (long long)q->dims[0], (long long)q->dims[hd], (long long)kv->dims[hd], (long long)q->dims[td],
+           (long long)q->dims[3], ir_get_bool(n, "causal", false), bthd,
+           (long long)ir_get_int(n, "window", 0), (long long)ir_get_int(n, "global", 0),
+           cg_c_literal(p->arena, ir_get_float(n, "scale", 1.0), IR_f32),
+           cg_c_literal(p->arena, ir_get_float(n, "rope", 0.0), IR_f32));
+  if (n->op == IR_OP_flash_attention) {
+    cg_emitf(e, "return modelc_rt_flash_attention(%s, %s, %s, %s, %s, &f);\n", pointer(p, k->out, true),
+             pointer(p, k->more_outs[0], true), pointer(p, k->operands[0], false),
+             pointer(p, k->operands[1], false), pointer(p, k->operands[2], false));
+  } else {
+    cg_emitf(e, "return modelc_rt_flash_attention_grad(%s, %s, %s,\n", pointer(p, k->out, true),
+             pointer(p, k->more_outs[0], true), pointer(p, k->more_outs[1], true));
+    cg_emitf(e, "    %s, %s, %s, %s, %s, %s, &f);\n", pointer(p, k->operands[0], false),
+             pointer(p, k->operands[1], false), pointer(p, k->operands[2], false),
+             pointer(p, k->operands[3], false), pointer(p, k->operands[4], false),
+             pointer(p, k->operands[5], false));
+  }
+}
+
 static void render_call(cg_emitter *e, const cg_program *p, const cg_entry *entry, const cg_kernel *k) {
   const ir_node *n = k->node;
   const ir_type *t = n->num_results ? &n->results[0]->type : NULL;
@@ -459,6 +495,8 @@ static void render_call(cg_emitter *e, const cg_program *p, const cg_entry *entr
   case IR_OP_avgpool_grad: render_pool(e, p, k); return;
   case IR_OP_upsample:
   case IR_OP_upsample_grad: render_upsample(e, p, k); return;
+  case IR_OP_flash_attention:
+  case IR_OP_flash_attention_grad: render_flash(e, p, k); return;
   case IR_OP_rope:
   case IR_OP_rope_grad: {
     int64_t tt = t->dims[t->rank - 2], hd = t->dims[t->rank - 1];
@@ -522,15 +560,16 @@ static void render_pad(cg_emitter *e, const cg_program *p, const cg_kernel *k) {
   cg_emit_close(e, NULL);
 }
 
-static bool returns_status(const cg_kernel *k) {
-  return k->kind == CG_K_CALL && k->node->op == IR_OP_gather;
+bool cg_kernel_returns_status(const cg_kernel *k) {
+  return k->kind == CG_K_CALL && (k->node->op == IR_OP_gather || k->node->op == IR_OP_flash_attention ||
+                                  k->node->op == IR_OP_flash_attention_grad);
 }
 
 void cg_render_c_kernel(cg_emitter *e, const cg_program *p, const cg_entry *entry,
                         const cg_kernel *k) {
   if (k->kind == CG_K_ASSIGN) return; /* done at the end of the entry */
   node_comment(e, p, k->node);
-  cg_emit_open(e, "MODELC_KERNEL %s %s(%s *m)", returns_status(k) ? "int" : "void", k->name, p->model);
+  cg_emit_open(e, "MODELC_KERNEL %s %s(%s *m)", cg_kernel_returns_status(k) ? "int" : "void", k->name, p->model);
   switch (k->kind) {
   case CG_K_ELEMENTWISE: render_elementwise(e, p, k); break;
   case CG_K_GEMM: render_gemm(e, p, k); break;

@@ -40,6 +40,9 @@ bool drv_mode(const drv_args *args, const fe_spec *spec, fe_mode *out);
 /* Reads a whole file into the arena (NUL-terminated); reports on stderr. */
 char *drv_read_file(ir_arena *arena, const char *path, size_t *len);
 
+/* --no-fuse=LIST for the compilations that follow (drv_build.c): false,
+ * with a message, when a word names no fusion. */
+bool drv_set_no_fuse(const char *command, const char *list);
 /* Spec -> lowered and planned program (drv_build.c). */
 int drv_compile(ir_arena *arena, const char *spec_path, cg_program **out, cg_spec_info *info);
 /* mkdir -p; false if it cannot be made. */
@@ -51,6 +54,7 @@ int drv_build(int argc, char **argv);
 int drv_run(int argc, char **argv);
 int drv_train(int argc, char **argv);
 int drv_sample(int argc, char **argv);
+int drv_bench(int argc, char **argv);
 int drv_data(int argc, char **argv);
 
 #endif

@@ -8,8 +8,21 @@
 #include "codegen/cg.h"
 #include "compiler/drv.h"
 
+/* The fusions turned off by --no-fuse for this process's compilations. */
+static const char *no_fuse;
+
+bool drv_set_no_fuse(const char *command, const char *list) {
+  char err[IR_ERR_LEN];
+  if (!ir_fusion_list_ok(list, err, sizeof err)) {
+    fprintf(stderr, "modelc %s: error: --no-fuse: %s\n", command, err);
+    return false;
+  }
+  no_fuse = list;
+  return true;
+}
+
 static bool run_pipeline(ir_graph *g, char *err, size_t errlen) {
-  ir_pass_options opts = {.verify_each = true};
+  ir_pass_options opts = {.verify_each = true, .no_fuse = no_fuse};
   return ir_run_pipeline(g, &opts, err, errlen);
 }
 
@@ -115,8 +128,9 @@ bool drv_make_dirs(const char *path) {
   return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-static const drv_option_spec build_options[] = {{"t", true}, {"target", true}, {"o", true},
-                                                {"out", true}};
+static const drv_option_spec build_options[] = {{"t", true},   {"target", true},
+                                                {"o", true},   {"out", true},
+                                                {"no-fuse", true}};
 
 static void usage(FILE *out) {
   fprintf(out,
@@ -130,7 +144,8 @@ static void usage(FILE *out) {
           "or without BLAS with -DMODELC_NO_BLAS.\n"
           "\n"
           "  -t, --target=c   the backend (c; cuda and obj come in later releases)\n"
-          "  -o, --out=DIR    the output folder, created if missing\n");
+          "  -o, --out=DIR    the output folder, created if missing\n"
+          "  --no-fuse=LIST   turn fusions off (comma-separated: %s)\n", ir_fusion_names());
 }
 
 /* `-t c` and `-o DIR` are single-dash options: rewrite them to the
@@ -151,12 +166,13 @@ int drv_build(int argc, char **argv) {
     return DRV_USER_ERROR;
   }
   long_forms(argc, argv, argv2);
-  if (!drv_parse_args("build", argc, argv2, build_options, 4, &args)) return DRV_USER_ERROR;
+  if (!drv_parse_args("build", argc, argv2, build_options, 5, &args)) return DRV_USER_ERROR;
   if (args.help) {
     usage(stdout);
     return DRV_OK;
   }
   const char *target = drv_option(&args, "target"), *dir = drv_option(&args, "out");
+  if (!drv_set_no_fuse("build", drv_option(&args, "no-fuse"))) return DRV_USER_ERROR;
   if (args.num_positional != 1 || !target || !dir) {
     fprintf(stderr, "modelc build: error: %s\n",
             args.num_positional != 1 ? "expected one SPEC" : !target ? "missing -t TARGET" : "missing -o DIR");

@@ -1,16 +1,16 @@
 /* drv_check.c: `modelc check SPEC [--params] [--mode=infer|train]`.
  *
  * Validates a spec and prints a summary: parameters, forward FLOPs per
- * step and a memory estimate. Until the memory planner exists the
- * activation figure is the sum of every intermediate tensor, an upper
- * bound that the planner will shrink. */
+ * step and memory: weights, gradients and optimizer state, and the peak
+ * of the activation region that the C backend plans (after fusion, reused
+ * by liveness and in place), for inference and for a training step. */
 #include <inttypes.h>
 #include <string.h>
 
 #include "compiler/drv.h"
 #include "ir/arena.h"
 
-static const drv_option_spec check_options[] = {{"params", false}, {"mode", true}};
+static const drv_option_spec check_options[] = {{"params", false}, {"mode", true}, {"no-fuse", true}};
 
 static void usage(FILE *out) {
   fprintf(out,
@@ -21,7 +21,8 @@ static void usage(FILE *out) {
           "\n"
           "  --params       list every parameter and buffer: name, shape, dtype\n"
           "  --mode=MODE    build the inference or the training graph (default:\n"
-          "                 train when the spec has a train: section)\n");
+          "                 train when the spec has a train: section)\n"
+          "  --no-fuse=LIST skip fusions (comma-separated: %s)\n", ir_fusion_names());
 }
 
 static char *with_commas(int64_t v, char *buf, size_t len) {
@@ -174,7 +175,7 @@ static void print_summary(const char *path, const fe_spec *spec, const ir_graph 
            bytes_text(total, a, sizeof a), (long long)moments, moments == 1 ? "" : "s",
            bytes_text(act_train, b, sizeof b));
   }
-  printf("  %-12s activations as planned by the C backend: reused by liveness, not fused\n", "");
+  printf("  %-12s activations as planned by the C backend: fused, reused by liveness and in place\n", "");
   if (spec->has_train) print_train(&spec->train);
 }
 
@@ -211,7 +212,7 @@ done:
 
 int drv_check(int argc, char **argv) {
   drv_args args;
-  if (!drv_parse_args("check", argc, argv, check_options, 2, &args)) return DRV_USER_ERROR;
+  if (!drv_parse_args("check", argc, argv, check_options, 3, &args)) return DRV_USER_ERROR;
   if (args.help) {
     usage(stdout);
     return DRV_OK;
@@ -222,5 +223,6 @@ int drv_check(int argc, char **argv) {
     usage(stderr);
     return DRV_USER_ERROR;
   }
+  if (!drv_set_no_fuse("check", drv_option(&args, "no-fuse"))) return DRV_USER_ERROR;
   return run_check(&args, args.positional[0]);
 }

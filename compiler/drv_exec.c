@@ -205,13 +205,20 @@ static int exec_command(const char *command, int argc, char **argv, const char *
       target = argv[i] + 9;
     } else if (strcmp(argv[i], "--target") == 0 && i + 1 < argc) {
       target = argv[++i];
+    } else if (strncmp(argv[i], "--no-fuse", 9) == 0 && (argv[i][9] == '=' || argv[i][9] == 0)) {
+      const char *list = argv[i][9] == '=' ? argv[i] + 10 : i + 1 < argc ? argv[++i] : "";
+      if (!drv_set_no_fuse(command, list)) {
+        free(rest);
+        return DRV_USER_ERROR;
+      }
     } else if (!spec && argv[i][0] != '-') {
       spec = argv[i];
     } else {
       rest[n++] = argv[i];
       /* an option's value is passed along with it */
       bool flag = strchr(argv[i], '=') || strcmp(argv[i], "--grads") == 0 ||
-                  strcmp(argv[i], "--quiet") == 0 || argv[i][0] != '-';
+                  strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "--json") == 0 ||
+                  strcmp(argv[i], "--forward-only") == 0 || argv[i][0] != '-';
       if (!flag && i + 1 < argc) rest[n++] = argv[++i];
     }
   }
@@ -264,4 +271,18 @@ int drv_train(int argc, char **argv) {
                       "input, first dim = samples). DIR (default out/) receives model.safetensors,\n"
                       "state.safetensors (to --resume) and metrics.jsonl. The generated code is\n"
                       "compiled once into a cache ($MODELC_CACHE, else ~/.cache/modelc).\n");
+}
+
+int drv_bench(int argc, char **argv) {
+  return exec_command("bench", argc, argv,
+                      "usage: modelc bench SPEC [--steps N] [--warmup N] [--forward-only] [--json]\n"
+                      "                    [--no-fuse=LIST] [--target cpu]\n"
+                      "\n"
+                      "Compiles SPEC (as `train` does, through the cache) and times its generated\n"
+                      "code on a synthetic batch of the spec's shapes: the inference forward pass\n"
+                      "and, when the spec trains, the training step (forward, backward, update).\n"
+                      "Prints the median and fastest of N timed steps (default 10) after the\n"
+                      "warm-up (default 2) and items/s (tokens for a tokens/targets model, else\n"
+                      "samples); --json prints one JSON object per entry instead. bench/ compares\n"
+                      "these figures with PyTorch and the machine's sgemm ceiling.\n");
 }

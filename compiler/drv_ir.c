@@ -9,7 +9,7 @@
 
 static const drv_option_spec ir_options[] = {
     {"stage", true}, {"mode", true}, {"print-after", true}, {"print-after-all", false},
-    {"passes", true}, {"no-verify", false},
+    {"passes", true}, {"no-verify", false}, {"no-fuse", true},
 };
 
 static void usage(FILE *out) {
@@ -34,8 +34,9 @@ static void usage(FILE *out) {
           "  --print-after-all   print the graph after every pass\n"
           "  --passes=LIST       passes to run on a .ir file, in order\n"
           "  --no-verify         skip the verifier between passes\n"
+          "  --no-fuse=LIST      skip fusions (comma-separated: %s)\n"
           "\n"
-          "passes:");
+          "passes:", ir_fusion_names());
   for (int i = 0; i < n; i++) fprintf(out, " %s", passes[i].name);
   fprintf(out, "\n");
 }
@@ -115,6 +116,7 @@ static int ir_of_spec(const drv_args *args, const char *path, ir_arena *arena) {
       .print_after_all = drv_flag(args, "print-after-all"),
       .verify_each = !drv_flag(args, "no-verify"),
       .print_out = stdout,
+      .no_fuse = drv_option(args, "no-fuse"),
   };
   if (opts.print_after && !find_pass(opts.print_after, strlen(opts.print_after))) {
     fprintf(stderr, "modelc ir: error: unknown pass '%s'\n", opts.print_after);
@@ -136,7 +138,7 @@ static int ir_of_spec(const drv_args *args, const char *path, ir_arena *arena) {
 
 int drv_ir(int argc, char **argv) {
   drv_args args;
-  if (!drv_parse_args("ir", argc, argv, ir_options, 6, &args)) return DRV_USER_ERROR;
+  if (!drv_parse_args("ir", argc, argv, ir_options, 7, &args)) return DRV_USER_ERROR;
   if (args.help) {
     usage(stdout);
     return DRV_OK;

@@ -471,17 +471,29 @@ static ir_value *emit_global_avgpool(fe_builder *b, const fe_call *call) {
   return finish(b, call, node);
 }
 
+/* causal_mask(T), and window_mask(T, window, global=0, causal=true): a
+ * [T, T] u8 mask source with the attention layer's mask semantics. */
 static ir_value *emit_causal_mask(fe_builder *b, const fe_call *call) {
-  int64_t t;
+  int64_t t, window = 0, global = 0;
+  bool causal = true, windowed = strcmp(call->op, "window_mask") == 0;
   if (!fe_arg_int(b, call, "T", 0, &t) || !require_positive(b, call, "T", t)) return NULL;
+  if (windowed && (!fe_arg_int(b, call, "window", 0, &window) ||
+                   !require_positive(b, call, "window", window) ||
+                   !fe_arg_int(b, call, "global", 0, &global) ||
+                   !fe_arg_bool(b, call, "causal", true, &causal)))
+    return NULL;
+  if (global < 0) {
+    diag_error(b->diag, call->expr->loc, "global must be non-negative, got %lld", (long long)global);
+    return NULL;
+  }
   ir_node *node = ir_source_new(b->graph, IR_OP_mask, type_of(IR_u8, 2, t, t),
                                 ir_arena_printf(b->arena, "%s%s", b->scope->prefix,
                                                 call->expr == b->stmt->expr ? b->stmt->name
                                                     : ir_arena_printf(b->arena, "%s.mask",
                                                                       b->stmt->name)));
-  ir_set_bool(b->graph, node, "causal", true);
-  ir_set_int(b->graph, node, "window", 0);
-  ir_set_int(b->graph, node, "global", 0);
+  ir_set_bool(b->graph, node, "causal", causal);
+  ir_set_int(b->graph, node, "window", window);
+  ir_set_int(b->graph, node, "global", global);
   node->loc = call->expr->loc;
   node->scope = b->scope->label;
   return node->results[0];
@@ -995,6 +1007,8 @@ static const op_entry ops[] = {
      {"x", "kernel", "stride", "padding"}, 2, false, false, emit_pool},
     {"global_avgpool", "global_avgpool(x)", {"x"}, 1, false, false, emit_global_avgpool},
     {"causal_mask", "causal_mask(T)", {"T"}, 1, false, false, emit_causal_mask},
+    {"window_mask", "window_mask(T, window, global=0, causal=true)",
+     {"T", "window", "global", "causal"}, 2, false, false, emit_causal_mask},
     {"where", "where(mask, a, b)", {"mask", "a", "b"}, 3, false, false, emit_where},
     {"cross_entropy", "cross_entropy(logits, targets, ignore_index=-100)",
      {"logits", "targets", "ignore_index"}, 2, false, false, emit_loss},

@@ -25,7 +25,7 @@ static const command commands[] = {
     {"train", "train a model on data, with checkpoints and metrics", drv_train},
     {"sample", "generate text from a trained byte-level language model", drv_sample},
     {"data", "convert text or Fashion-MNIST files into training data", drv_data},
-    {"bench", "benchmark a model (comes with the fusion release)", NULL},
+    {"bench", "time a model's generated code: forward and training step", drv_bench},
 };
 
 enum { NUM_COMMANDS = sizeof commands / sizeof commands[0] };

@@ -13,7 +13,9 @@
  * (integer values, masks, consts, inputs and buffers are constants; assign
  * and output are not followed), and it is "live" when it reaches the loss.
  * A node is differentiated when its result is live, and it contributes
- * only to inputs that depend on a param.
+ * only to inputs that depend on a param. A node's result 0 is the one
+ * differentiated; further results (flash_attention's log-sum-exp) are
+ * auxiliary values that its gradient op reads.
  *
  * Names: the adjoint of %x is %d.x once complete. A value used several
  * times gets contributions %d.x.part, %d.x.part.1, ... summed by `add`
@@ -602,6 +604,18 @@ static void rule_concat(autodiff *a, ir_node *n, ir_value *g) {
   }
 }
 
+/* flash_attention: one fused gradient op gives d.q, d.k and d.v from
+ * the output, its log-sum-exp (result 1, not differentiated) and d.out. */
+static void rule_flash(autodiff *a, ir_node *n, ir_value *g) {
+  ir_value *ins[6] = {in(n, 0), in(n, 1), in(n, 2), n->results[0], n->results[1], g};
+  ir_node *node = make(a, IR_OP_flash_attention_grad, dname(a, n->results[0], "flash"), 6, ins);
+  if (!node) return;
+  copy_attrs(a->g, n, node);
+  if (!done(a, node)) return;
+  for (int i = 0; i < 3; i++)
+    if (wants(a, n, i)) contribute(a, in(n, i), node->results[i]);
+}
+
 /* ---- the table ---- */
 
 static const grad_rule rules[IR_OP_COUNT] = {
@@ -643,6 +657,7 @@ static const grad_rule rules[IR_OP_COUNT] = {
     [IR_OP_slice] = {.fn = rule_slice},
     [IR_OP_concat] = {.fn = rule_concat},
     [IR_OP_pad] = {.fn = rule_pad},
+    [IR_OP_flash_attention] = {.fn = rule_flash},
 };
 
 static const grad_rule *rule_of(ir_op op) { return &rules[op]; }
@@ -652,7 +667,7 @@ static const grad_rule *rule_of(ir_op op) { return &rules[op]; }
 /* A param reaches the node's result through floating-point values. sign
  * is piecewise constant: its gradient is zero, so nothing flows through. */
 static bool result_depends(const autodiff *a, const ir_node *n) {
-  if (n->num_results != 1 || !ir_dtype_is_float(n->results[0]->type.dtype)) return false;
+  if (n->num_results < 1 || !ir_dtype_is_float(n->results[0]->type.dtype)) return false;
   if (n->op == IR_OP_param) return true;
   if ((ir_op_get(n->op)->flags & IR_OPF_SOURCE) || n->op == IR_OP_sign) return false;
   for (int i = 0; i < n->num_inputs; i++)
@@ -678,7 +693,7 @@ static bool already_differentiated(const ir_graph *g) {
  * graph is touched. */
 static bool count_contributions(autodiff *a, const ir_value *loss) {
   for (ir_node *n = a->g->last; n; n = n->prev) {
-    if (n->num_results != 1 || n->op == IR_OP_param) continue;
+    if (n->num_results < 1 || n->op == IR_OP_param) continue;
     ir_value *y = n->results[0];
     if (y != loss && a->pending[y->id] == 0) continue;
     if (!rules[n->op].fn) {
@@ -700,14 +715,14 @@ static bool setup(autodiff *a, ir_graph *g, char *err, size_t errlen) {
   a->adjoint = ir_arena_alloc(g->arena, count * sizeof *a->adjoint);
   if (!a->depends || !a->pending || !a->adjoint) return fail(a, "autodiff: out of memory");
   for (ir_node *n = g->first; n; n = n->next)
-    if (n->num_results == 1) a->depends[n->results[0]->id] = result_depends(a, n);
+    if (n->num_results >= 1) a->depends[n->results[0]->id] = result_depends(a, n);
   return true;
 }
 
 /* Walks the forward nodes from `last` back, running each live node's rule. */
 static bool backward(autodiff *a, ir_node *last) {
   for (ir_node *n = last; n && !a->failed; n = n->prev) {
-    if (n->num_results != 1 || n->op == IR_OP_param) continue;
+    if (n->num_results < 1 || n->op == IR_OP_param) continue;
     ir_value *y = n->results[0], *g = a->adjoint[y->id];
     if (!g) continue;
     if (a->pending[y->id] != 0) {

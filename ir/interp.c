@@ -185,6 +185,39 @@ static bool run_pointwise(exec *e) {
   return true;
 }
 
+/* fused_elementwise: its expression per element, the inputs broadcast. */
+static double fexpr_eval(const ir_fexpr *x, const double *leaf) {
+  if (x->kind == IR_FEXPR_INPUT) return leaf[x->input];
+  if (x->kind == IR_FEXPR_CONST) return x->value;
+  double v[3];
+  for (int i = 0; i < x->num_args; i++) v[i] = fexpr_eval(x->args[i], leaf);
+  if (x->op == IR_OP_where) return v[0] != 0 ? v[1] : v[2];
+  if (binary[x->op]) return binary[x->op](v[0], v[1]);
+  return unary[x->op](v[0]);
+}
+
+static bool run_fused(exec *e) {
+  enum { MAX_IN = 64 };
+  int k = e->n->num_inputs;
+  if (k > MAX_IN) return fail(e, "more than %d inputs", MAX_IN);
+  ir_arena *arena = ir_arena_new();
+  char msg[IR_ERR_LEN];
+  const ir_fexpr *x = arena ? ir_fexpr_parse(arena, ir_get_str(e->n, "expr", ""), k, msg, sizeof msg) : NULL;
+  if (!x) {
+    ir_arena_free(arena);
+    return fail(e, "%s", arena ? msg : "out of memory");
+  }
+  int64_t st[MAX_IN][IR_MAX_RANK];
+  for (int i = 0; i < k; i++) broadcast_strides(arg_type(e, i), e->yt, st[i]);
+  double leaf[MAX_IN];
+  for (int64_t j = 0, n = numel(e->yt); j < n; j++) {
+    for (int i = 0; i < k; i++) leaf[i] = arg(e, i)[offset_of(j, e->yt, st[i])];
+    e->y[j] = fexpr_eval(x, leaf);
+  }
+  ir_arena_free(arena);
+  return true;
+}
+
 /* cast: to an integer dtype truncates (u8 also wraps); floats stay exact. */
 static bool run_cast(exec *e) {
   const double *x = arg(e, 0);
@@ -684,6 +717,128 @@ static bool run_concat(exec *e) {
 
 /* ---- sources and effects ---- */
 
+/* ---- fused attention: the plain formulas, row by row ---- */
+
+typedef struct flash_geom {
+  int64_t b, h, kv, t, d;
+  bool bthd;
+} flash_geom;
+
+static flash_geom flash_geom_of(const exec *e) {
+  const ir_type *q = arg_type(e, 0), *k = arg_type(e, 1);
+  bool bthd = strcmp(ir_get_str(e->n, "layout", "bhtd"), "bthd") == 0;
+  return (flash_geom){q->dims[0], q->dims[bthd ? 2 : 1], k->dims[bthd ? 2 : 1],
+                      q->dims[bthd ? 1 : 2], q->dims[3], bthd};
+}
+
+static int64_t flash_off(const flash_geom *f, int64_t b, int64_t h, int64_t heads, int64_t t) {
+  return f->bthd ? ((b * f->t + t) * heads + h) * f->d : ((b * heads + h) * f->t + t) * f->d;
+}
+
+static bool flash_allowed(const ir_node *n, int64_t i, int64_t j) {
+  int64_t window = ir_get_int(n, "window", 0), global = ir_get_int(n, "global", 0);
+  if (ir_get_bool(n, "causal", false) && j > i) return false;
+  int64_t dist = i > j ? i - j : j - i;
+  return window == 0 || dist < window || i < global || j < global;
+}
+
+/* Row t of a q or k head, rotated by rope (sign +1) or back (-1). */
+static void flash_row(const exec *e, const flash_geom *f, const double *src, int64_t t,
+                      double sign, double *dst) {
+  double base = ir_get_float(e->n, "rope", 0.0);
+  int64_t half = f->d / 2;
+  memmove(dst, src, (size_t)f->d * sizeof *dst);
+  if (base <= 0) return;
+  for (int64_t i = 0; i < half; i++) {
+    double a = (double)t * pow(base, -2.0 * (double)i / (double)f->d);
+    double c = cos(a), s = sign * sin(a), lo = src[i], hi = src[i + half];
+    dst[i] = lo * c - hi * s;
+    dst[i + half] = hi * c + lo * s;
+  }
+}
+
+/* Probabilities p[j] of row i of head h, and the row's log-sum-exp;
+ * q and k rows are rotated into qr and kr [T][d] (scratch). */
+static double flash_probs(const exec *e, const flash_geom *f, int64_t b, int64_t h, int64_t i,
+                          double *kr, double *qr, double *p) {
+  const double scale = ir_get_float(e->n, "scale", 1.0);
+  int64_t kvh = h / (f->h / f->kv);
+  flash_row(e, f, arg(e, 0) + flash_off(f, b, h, f->h, i), i, 1, qr);
+  double mx = -INFINITY;
+  for (int64_t j = 0; j < f->t; j++) {
+    flash_row(e, f, arg(e, 1) + flash_off(f, b, kvh, f->kv, j), j, 1, kr + j * f->d);
+    double s = 0;
+    for (int64_t x = 0; x < f->d; x++) s += qr[x] * kr[j * f->d + x];
+    p[j] = flash_allowed(e->n, i, j) ? s * scale : -INFINITY;
+    if (p[j] > mx) mx = p[j];
+  }
+  double sum = 0;
+  for (int64_t j = 0; j < f->t; j++) sum += p[j] = p[j] == -INFINITY ? 0 : exp(p[j] - mx);
+  for (int64_t j = 0; j < f->t; j++) p[j] /= sum;
+  return mx + log(sum);
+}
+
+static bool run_flash(exec *e) {
+  flash_geom f = flash_geom_of(e);
+  bool grad = e->n->op == IR_OP_flash_attention_grad;
+  double *kr = calloc((size_t)(f.t * f.d), sizeof *kr), *p = calloc((size_t)f.t, sizeof *p);
+  double *qr = calloc((size_t)f.d, sizeof *qr), *dp = calloc((size_t)f.t, sizeof *dp);
+  double *dq = calloc((size_t)f.d, sizeof *dq), *tmp = calloc((size_t)f.d, sizeof *tmp);
+  bool ok = kr && p && qr && dp && dq && tmp;
+  const double scale = ir_get_float(e->n, "scale", 1.0);
+  double *lse = grad ? NULL : e->in->data[e->n->results[1]->id];
+  double *dk = grad ? e->in->data[e->n->results[1]->id] : NULL;
+  double *dv = grad ? e->in->data[e->n->results[2]->id] : NULL;
+  if (ok && grad) {
+    fill(e->y, numel(e->yt), 0);
+    fill(dk, numel(arg_type(e, 1)), 0);
+    fill(dv, numel(arg_type(e, 2)), 0);
+  }
+  for (int64_t b = 0; ok && b < f.b; b++)
+    for (int64_t h = 0; h < f.h; h++) {
+      int64_t kvh = h / (f.h / f.kv);
+      for (int64_t i = 0; i < f.t; i++) {
+        double l = flash_probs(e, &f, b, h, i, kr, qr, p);
+        int64_t qo = flash_off(&f, b, h, f.h, i);
+        if (!grad) {
+          for (int64_t x = 0; x < f.d; x++) {
+            double acc = 0;
+            for (int64_t j = 0; j < f.t; j++) acc += p[j] * arg(e, 2)[flash_off(&f, b, kvh, f.kv, j) + x];
+            e->y[qo + x] = acc;
+          }
+          lse[(b * f.h + h) * f.t + i] = l;
+          continue;
+        }
+        /* dv += p^T dout; dp = dout . v; ds = p (dp - sum p dp); the
+         * rotated q and k get ds k * scale and ds q * scale. */
+        const double *dout = arg(e, 5) + qo;
+        double dsum = 0;
+        for (int64_t j = 0; j < f.t; j++) {
+          int64_t vo = flash_off(&f, b, kvh, f.kv, j);
+          dp[j] = 0;
+          for (int64_t x = 0; x < f.d; x++) {
+            dp[j] += dout[x] * arg(e, 2)[vo + x];
+            dv[vo + x] += p[j] * dout[x];
+          }
+          dsum += p[j] * dp[j];
+        }
+        fill(dq, f.d, 0);
+        for (int64_t j = 0; j < f.t; j++) {
+          double ds = p[j] * (dp[j] - dsum) * scale;
+          if (ds == 0) continue;
+          for (int64_t x = 0; x < f.d; x++) dq[x] += ds * kr[j * f.d + x];
+          for (int64_t x = 0; x < f.d; x++) tmp[x] = ds * qr[x];
+          flash_row(e, &f, tmp, j, -1, tmp);
+          for (int64_t x = 0; x < f.d; x++) dk[flash_off(&f, b, kvh, f.kv, j) + x] += tmp[x];
+        }
+        flash_row(e, &f, dq, i, -1, tmp);
+        for (int64_t x = 0; x < f.d; x++) e->y[qo + x] = tmp[x];
+      }
+    }
+  free(kr), free(p), free(qr), free(dp), free(dq), free(tmp);
+  return ok || fail(e, "out of memory");
+}
+
 static bool run_nothing(exec *e) {
   (void)e;
   return true;
@@ -790,6 +945,9 @@ static const op_fn ops[IR_OP_COUNT] = {
     [IR_OP_assign] = run_nothing,
     [IR_OP_output] = run_nothing,
     [IR_OP_grad] = run_grad,
+    [IR_OP_flash_attention] = run_flash,
+    [IR_OP_flash_attention_grad] = run_flash,
+    [IR_OP_fused_elementwise] = run_fused,
 };
 
 /* ---- the interpreter ---- */

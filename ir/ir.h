@@ -106,6 +106,26 @@ typedef struct ir_op_info {
 } ir_op_info;
 
 const ir_op_info *ir_op_get(ir_op op);
+
+/* ---- fused elementwise expressions (fexpr.c) ----
+ * The `expr` of a fused_elementwise node: a tree over the node's inputs
+ * (%i), constants and elementwise ops. Text: `mul(add(%0, 1), silu(%1))`. */
+typedef enum { IR_FEXPR_INPUT, IR_FEXPR_CONST, IR_FEXPR_OP } ir_fexpr_kind;
+
+typedef struct ir_fexpr {
+  ir_fexpr_kind kind;
+  int input;    /* INPUT */
+  double value; /* CONST */
+  ir_op op;     /* OP */
+  int num_args;
+  struct ir_fexpr *args[3];
+} ir_fexpr;
+
+/* NULL with a message when the text is malformed or names an input
+ * beyond num_inputs. */
+ir_fexpr *ir_fexpr_parse(ir_arena *arena, const char *text, int num_inputs, char *err,
+                         size_t errlen);
+const char *ir_fexpr_text(ir_arena *arena, const ir_fexpr *x);
 /* Returns false when name is not an op. */
 bool ir_op_lookup(const char *name, ir_op *out);
 
@@ -255,6 +275,13 @@ bool ir_pass_expand(ir_graph *g, char *err, size_t errlen);
  * output named "loss": one `grad %param, %g` effect per parameter that
  * the loss depends on. Does nothing to other graphs. */
 bool ir_pass_autodiff(ir_graph *g, char *err, size_t errlen);
+/* fuse_attention.c: matmul, scale, mask, softmax, matmul into
+ * flash_attention (before autodiff, whose rule for it is the fused
+ * backward). */
+bool ir_pass_fuse_attention(ir_graph *g, char *err, size_t errlen);
+/* fuse_elementwise.c: chains of elementwise ops into fused_elementwise
+ * nodes (after autodiff: forward and backward alike). */
+bool ir_pass_fuse_elementwise(ir_graph *g, char *err, size_t errlen);
 /* dce.c: removes nodes whose results are unused, keeping effects. */
 bool ir_pass_dce(ir_graph *g, char *err, size_t errlen);
 
@@ -277,7 +304,15 @@ typedef struct ir_pass_options {
   bool print_after_all;
   bool verify_each; /* run the verifier after every pass */
   FILE *print_out;
+  /* Comma-separated fusions to skip ("attention"): pass fuse_NAME does
+   * not run. An unknown name is an error. */
+  const char *no_fuse;
 } ir_pass_options;
+
+/* The fusions --no-fuse knows, as "attention, ..." (for messages). */
+const char *ir_fusion_names(void);
+/* Whether every word of a --no-fuse list names a fusion; else a message. */
+bool ir_fusion_list_ok(const char *list, char *err, size_t errlen);
 
 /* Runs the pipeline; false with a message in err when a pass or the
  * verifier fails, or when a stage or pass name is unknown. */

@@ -33,6 +33,9 @@ SHAPE_RULE(ir_shape_conv_grad)
 SHAPE_RULE(ir_shape_first_input)
 SHAPE_RULE(ir_shape_gather_grad)
 SHAPE_RULE(ir_shape_pad)
+SHAPE_RULE(ir_shape_flash_attention)
+SHAPE_RULE(ir_shape_flash_attention_grad)
+SHAPE_RULE(ir_shape_fused_elementwise)
 #undef SHAPE_RULE
 
 /* Broadcasts two shapes as PyTorch does; false if they do not. */

@@ -330,6 +330,27 @@ void modelc_rt_rope_grad(float *dx, const float *g, int64_t outer, int64_t t, in
 void modelc_rt_attention_mask(uint8_t *mask, int64_t tq, int64_t tk, int causal, int64_t window,
                               int64_t global);
 
+/* Flash attention (rt_attention.c): out = softmax(q k^T * scale + mask) v
+ * per (batch, head) without storing the T x T scores; lse [B,H,T] gets
+ * each row's log-sum-exp for the backward. bthd: tensors are [B,T,H,hd]
+ * instead of [B,H,T,hd]; k and v have kv_h heads (GQA: h % kv_h == 0).
+ * rope > 0 rotates q and k rows as modelc_rt_rope does with that base.
+ * The mask is modelc_rt_attention_mask's. Head sizes up to
+ * MODELC_RT_FLASH_MAX_HEAD; returns -1 beyond it or out of memory. */
+enum { MODELC_RT_FLASH_MAX_HEAD = 256 };
+typedef struct modelc_rt_flash {
+  int64_t b, h, kv_h, t, d;
+  int causal, bthd;
+  int64_t window, global;
+  float scale, rope;
+} modelc_rt_flash;
+int modelc_rt_flash_attention(float *out, float *lse, const float *q, const float *k,
+                              const float *v, const modelc_rt_flash *p);
+/* dq, dk, dv (overwritten) from out, lse and the output's gradient dout. */
+int modelc_rt_flash_attention_grad(float *dq, float *dk, float *dv, const float *q, const float *k,
+                                   const float *v, const float *out, const float *lse,
+                                   const float *dout, const modelc_rt_flash *p);
+
 /* y = x permuted: y's dim i is x's dim perm[i]. */
 void modelc_rt_permute(float *y, const float *x, int rank, const int64_t *dims,
                        const int64_t *perm);
@@ -398,6 +419,8 @@ typedef struct modelc_rt_model {
 int modelc_rt_main(int argc, char **argv, const modelc_rt_model *model);
 /* `sample`: text from a byte-level language model (rt_sample.c). */
 int modelc_rt_sample_main(int argc, char **argv, const modelc_rt_model *model);
+/* `bench`: times forward and training step on a synthetic batch (rt_bench.c). */
+int modelc_rt_bench_main(int argc, char **argv, const modelc_rt_model *model);
 
 #ifdef __cplusplus
 }

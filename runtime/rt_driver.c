@@ -299,6 +299,7 @@ static void drv_usage(FILE *out, const modelc_rt_model *m) {
             m->name);
   fprintf(out, "  sample generate text from a byte-level language model: %s sample --weights W\n",
           m->name);
+  fprintf(out, "  bench  time forward and training step: %s bench [--steps N] [--json]\n", m->name);
   fprintf(out, "\n'%s COMMAND --help' describes a command.\n", m->name);
 }
 
@@ -1358,6 +1359,7 @@ int modelc_rt_main(int argc, char **argv, const modelc_rt_model *model) {
   if (strcmp(command, "run") == 0) return drv_run(model, argc - 2, argv + 2);
   if (strcmp(command, "train") == 0) return drv_train(model, argc - 2, argv + 2);
   if (strcmp(command, "sample") == 0) return modelc_rt_sample_main(argc - 2, argv + 2, model);
+  if (strcmp(command, "bench") == 0) return modelc_rt_bench_main(argc - 2, argv + 2, model);
   fprintf(stderr, "%s: error: unknown command '%s' (see '%s --help')\n", model->name, command,
           model->name);
   return DRV_INPUT;
