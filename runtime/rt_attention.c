@@ -19,9 +19,11 @@
  * (rotate-half, as modelc_rt_rope) is applied to q and k rows as they
  * are read, and the gradients are rotated back before they are written.
  *
- * Inner loops run along a tile row (FA_BK keys or hd features) with no
- * reduction inside, so they vectorise at -O2; exp is a polynomial that
- * vectorises too (fa_exp, about 1 ulp). */
+ * The tile products (S = Qs K^T, P V, P^T dO, dO V^T, dS^T Qs, dS K) are
+ * GEMMs through modelc_rt_gemm (one thread each inside the parallel
+ * loop; k, v and dout rows are read in place with their row stride);
+ * the row work between them vectorises, exp included (fa_exp, a
+ * polynomial within about 1 ulp). */
 #include "modelc_rt.h"
 
 #include <stdlib.h>
@@ -33,7 +35,7 @@
 #define FA_PARALLEL_FOR
 #endif
 
-enum { FA_BQ = 32, FA_BK = 64, FA_MAXD = MODELC_RT_FLASH_MAX_HEAD };
+enum { FA_BQ = 64, FA_BK = 128, FA_MAXD = MODELC_RT_FLASH_MAX_HEAD };
 
 /* e^x for x <= 0 (larger x are not needed: scores minus their row max):
  * x = n ln2 + r, |r| <= ln2/2, e^r by its Taylor series to r^6, times
@@ -59,8 +61,9 @@ static inline float fa_exp(float x) {
 
 typedef struct fa_ctx {
   const modelc_rt_flash *p;
-  int64_t group;        /* query heads per key/value head */
-  const float *cs, *sn; /* rope: [T, hd/2] tables, or NULL */
+  int64_t group;          /* query heads per key/value head */
+  int64_t q_row, kv_row;  /* element distance between rows t and t+1 */
+  const float *cs, *sn;   /* rope: [T, hd/2] tables, or NULL */
 } fa_ctx;
 
 /* Offset of row t of head h of batch b. */
@@ -152,47 +155,24 @@ static void fa_load_q(const fa_ctx *c, float *qs, const float *q, int64_t b, int
   }
 }
 
-/* Keys [j0, j0+n) of head kvh: kt [d][FA_BK] transposed (rotated), and
- * when wanted the rows kr [n][d] (rotated) and vt [d][FA_BK]. Columns
- * past n are zero. */
-static void fa_load_k(const fa_ctx *c, float *kt, float *kr, float *vt, const float *k,
-                      const float *v, int64_t b, int64_t kvh, int64_t j0, int64_t n) {
+/* Rows [j0, j0+n) of k for head kvh: a pointer into k with its row
+ * stride, or, with rope, rotated into kr [n][d]. */
+static const float *fa_keys(const fa_ctx *c, float *kr, const float *k, int64_t b, int64_t kvh,
+                            int64_t j0, int64_t n, int64_t *ld) {
   const modelc_rt_flash *p = c->p;
-  int64_t d = p->d;
-  float row[FA_MAXD];
-  for (int64_t j = 0; j < FA_BK; j++) {
-    if (j < n) {
-      int64_t off = fa_off(c, b, kvh, p->kv_h, j0 + j);
-      fa_rotate(c, row, k + off, j0 + j, 1.0f);
-      if (kr) memcpy(kr + j * d, row, (size_t)d * sizeof *row);
-      for (int64_t x = 0; x < d; x++) kt[x * FA_BK + j] = row[x];
-      if (vt)
-        for (int64_t x = 0; x < d; x++) vt[x * FA_BK + j] = v[off + x];
-    } else {
-      for (int64_t x = 0; x < d; x++) kt[x * FA_BK + j] = 0.0f;
-      if (vt)
-        for (int64_t x = 0; x < d; x++) vt[x * FA_BK + j] = 0.0f;
-    }
+  if (!c->cs) {
+    *ld = c->kv_row;
+    return k + fa_off(c, b, kvh, p->kv_h, j0);
   }
+  for (int64_t j = 0; j < n; j++)
+    fa_rotate(c, kr + j * p->d, k + fa_off(c, b, kvh, p->kv_h, j0 + j), j0 + j, 1.0f);
+  *ld = p->d;
+  return kr;
 }
 
-/* s [nq][FA_BK] = a [nq][d] . bt [d][FA_BK] */
-static void fa_tile_product(float *restrict s, const float *restrict a, const float *restrict bt,
-                            int64_t nq, int64_t d) {
-  for (int64_t r = 0; r < nq; r++) {
-    float *restrict sr = s + r * FA_BK;
-    for (int64_t j = 0; j < FA_BK; j++) sr[j] = 0.0f;
-    for (int64_t x = 0; x < d; x++) {
-      float av = a[r * d + x];
-      const float *restrict br = bt + x * FA_BK;
-      for (int64_t j = 0; j < FA_BK; j++) sr[j] += av * br[j];
-    }
-  }
-}
-
-/* Masked entries of the tile (rows i0.., keys j0..) to -inf. Tiles
- * wholly inside the allowed region (all four corners allowed and, with a
- * window, every pair within it) skip the per-entry test. */
+/* Masked entries of the tile s [nq][FA_BK] (rows i0.., keys j0..) to
+ * -inf. Tiles wholly inside the allowed region (all four corners allowed
+ * and, with a window, every pair within it) skip the per-entry test. */
 static void fa_mask_tile(const modelc_rt_flash *p, float *s, int64_t i0, int64_t nq, int64_t j0,
                          int64_t nk) {
   int64_t i1 = i0 + nq - 1, j1 = j0 + nk - 1;
@@ -204,11 +184,13 @@ static void fa_mask_tile(const modelc_rt_flash *p, float *s, int64_t i0, int64_t
       if (!fa_allowed(p, i0 + r, j0 + j)) s[r * FA_BK + j] = -INFINITY;
 }
 
+/* One block of query rows of head h: the online softmax over the key
+ * blocks it may see, two GEMMs per key block (S = Qs K^T, acc += P V). */
 static void fa_forward_block(const fa_ctx *c, float *out, float *lse, const float *q,
                              const float *k, const float *v, int64_t b, int64_t h, int64_t i0) {
   const modelc_rt_flash *p = c->p;
   int64_t d = p->d, nq = p->t - i0 < FA_BQ ? p->t - i0 : FA_BQ, kvh = h / c->group;
-  float qs[FA_BQ * FA_MAXD], kt[FA_MAXD * FA_BK], s[FA_BQ * FA_BK], acc[FA_BQ * FA_MAXD];
+  float qs[FA_BQ * FA_MAXD], kr[FA_BK * FA_MAXD], s[FA_BQ * FA_BK], acc[FA_BQ * FA_MAXD];
   float m[FA_BQ], l[FA_BQ];
   fa_load_q(c, qs, q, b, h, i0, nq);
   for (int64_t r = 0; r < nq; r++) m[r] = -INFINITY, l[r] = 0.0f;
@@ -217,30 +199,28 @@ static void fa_forward_block(const fa_ctx *c, float *out, float *lse, const floa
   int count = fa_key_ranges(p, i0, i0 + nq, ranges);
   for (int g = 0; g < count; g++)
     for (int64_t j0 = ranges[2 * g]; j0 < ranges[2 * g + 1]; j0 += FA_BK) {
-      int64_t nk = ranges[2 * g + 1] - j0 < FA_BK ? ranges[2 * g + 1] - j0 : FA_BK;
-      fa_load_k(c, kt, NULL, NULL, k, v, b, kvh, j0, nk);
-      fa_tile_product(s, qs, kt, nq, d);
+      int64_t nk = ranges[2 * g + 1] - j0 < FA_BK ? ranges[2 * g + 1] - j0 : FA_BK, ldk;
+      const float *kp = fa_keys(c, kr, k, b, kvh, j0, nk, &ldk);
+      modelc_rt_gemm(0, 1, nq, nk, d, 1.0f, qs, d, kp, ldk, 0.0f, s, FA_BK);
       fa_mask_tile(p, s, i0, nq, j0, nk);
       for (int64_t r = 0; r < nq; r++) {
         float *sr = s + r * FA_BK, mx = m[r];
         for (int64_t j = 0; j < nk; j++) mx = sr[j] > mx ? sr[j] : mx;
-        if (mx == -INFINITY) continue; /* nothing visible yet */
+        if (mx == -INFINITY) { /* nothing visible yet: P = 0 */
+          memset(sr, 0, sizeof(float) * (size_t)nk);
+          continue;
+        }
         for (int64_t j = 0; j < nk; j++) sr[j] = sr[j] == -INFINITY ? 0.0f : fa_exp(sr[j] - mx);
         float sum = 0.0f;
         for (int64_t j = 0; j < nk; j++) sum += sr[j];
         float corr = m[r] == -INFINITY ? 0.0f : fa_exp(m[r] - mx);
         l[r] = l[r] * corr + sum;
         m[r] = mx;
-        float *restrict ar = acc + r * d;
         if (corr != 1.0f)
-          for (int64_t x = 0; x < d; x++) ar[x] *= corr;
-        for (int64_t j = 0; j < nk; j++) {
-          float pj = sr[j];
-          if (pj == 0.0f) continue;
-          const float *restrict vr = v + fa_off(c, b, kvh, p->kv_h, j0 + j);
-          for (int64_t x = 0; x < d; x++) ar[x] += pj * vr[x];
-        }
+          for (int64_t x = 0; x < d; x++) acc[r * d + x] *= corr;
       }
+      modelc_rt_gemm(0, 0, nq, d, nk, 1.0f, s, FA_BK, v + fa_off(c, b, kvh, p->kv_h, j0),
+                     c->kv_row, 1.0f, acc, d);
     }
   for (int64_t r = 0; r < nq; r++) {
     float *o = out + fa_off(c, b, h, p->h, i0 + r);
@@ -277,7 +257,8 @@ static int fa_setup(fa_ctx *c, const modelc_rt_flash *p, float **tables) {
   if (p->d > FA_MAXD || p->d < 1 || p->kv_h < 1 || p->h % p->kv_h != 0) return -1;
   *tables = fa_rope_tables(p, &failed);
   if (failed) return -1;
-  *c = (fa_ctx){p, p->h / p->kv_h, NULL, NULL};
+  *c = (fa_ctx){p, p->h / p->kv_h, p->bthd ? p->h * p->d : p->d, p->bthd ? p->kv_h * p->d : p->d,
+                NULL, NULL};
   if (*tables) c->cs = *tables, c->sn = *tables + p->t * (p->d / 2);
   return 0;
 }
@@ -298,10 +279,11 @@ int modelc_rt_flash_attention(float *out, float *lse, const float *q, const floa
   return 0;
 }
 
-/* Query rows [i0, i0+nq) of head h: qs (rotated, scaled), their dout
- * rows dor [nq][d], lse and D = rowsum(dout * out). */
+/* Query rows [i0, i0+nq) of head h: qs (rotated, scaled), a pointer to
+ * their dout rows (row stride q_row), lse and D = rowsum(dout * out). */
 typedef struct fa_rows {
-  float qs[FA_BQ * FA_MAXD], dor[FA_BQ * FA_MAXD];
+  float qs[FA_BQ * FA_MAXD];
+  const float *dout;
   float lse[FA_BQ], dsum[FA_BQ];
 } fa_rows;
 
@@ -311,9 +293,9 @@ static void fa_load_rows(const fa_ctx *c, fa_rows *w, const float *q, const floa
   const modelc_rt_flash *p = c->p;
   int64_t d = p->d;
   fa_load_q(c, w->qs, q, b, h, i0, nq);
+  w->dout = dout + fa_off(c, b, h, p->h, i0);
   for (int64_t r = 0; r < nq; r++) {
     int64_t off = fa_off(c, b, h, p->h, i0 + r);
-    memcpy(w->dor + r * d, dout + off, (size_t)d * sizeof(float));
     double sum = 0.0;
     for (int64_t x = 0; x < d; x++) sum += (double)dout[off + x] * out[off + x];
     w->dsum[r] = (float)sum;
@@ -322,17 +304,18 @@ static void fa_load_rows(const fa_ctx *c, fa_rows *w, const float *q, const floa
 }
 
 /* The tile's probabilities P (into s) and dS = P (dP - D) (into ds), for
- * rows w against keys kt/vt [j0, j0+nk). */
-static void fa_tile_grads(const modelc_rt_flash *p, const fa_rows *w, const float *kt,
-                          const float *vt, float *s, float *ds, int64_t i0, int64_t nq, int64_t j0,
+ * rows w against keys kp (row stride ldk) and their values vp. */
+static void fa_tile_grads(const fa_ctx *c, const fa_rows *w, const float *kp, int64_t ldk,
+                          const float *vp, float *s, float *ds, int64_t i0, int64_t nq, int64_t j0,
                           int64_t nk) {
-  fa_tile_product(s, w->qs, kt, nq, p->d);
+  const modelc_rt_flash *p = c->p;
+  modelc_rt_gemm(0, 1, nq, nk, p->d, 1.0f, w->qs, p->d, kp, ldk, 0.0f, s, FA_BK);
   fa_mask_tile(p, s, i0, nq, j0, nk);
-  fa_tile_product(ds, w->dor, vt, nq, p->d); /* dP */
+  modelc_rt_gemm(0, 1, nq, nk, p->d, 1.0f, w->dout, c->q_row, vp, c->kv_row, 0.0f, ds, FA_BK);
   for (int64_t r = 0; r < nq; r++) {
     float *sr = s + r * FA_BK, *dr = ds + r * FA_BK, lr = w->lse[r], dsum = w->dsum[r];
-    for (int64_t j = 0; j < FA_BK; j++) {
-      float pj = j < nk && sr[j] != -INFINITY ? fa_exp(sr[j] - lr) : 0.0f;
+    for (int64_t j = 0; j < nk; j++) {
+      float pj = sr[j] != -INFINITY ? fa_exp(sr[j] - lr) : 0.0f;
       sr[j] = pj;
       dr[j] = pj * (dr[j] - dsum);
     }
@@ -340,16 +323,17 @@ static void fa_tile_grads(const modelc_rt_flash *p, const fa_rows *w, const floa
 }
 
 /* dk, dv of keys [j0, j0+nk) of head kvh: every query head of its group,
- * every query block that sees them. */
+ * every query block that sees them (dV += P^T dO, dK += dS^T Qs). */
 static void fa_backward_keys(const fa_ctx *c, float *dk, float *dv, const float *q, const float *k,
                              const float *v, const float *out, const float *lse,
                              const float *dout, int64_t b, int64_t kvh, int64_t j0) {
   const modelc_rt_flash *p = c->p;
-  int64_t d = p->d, nk = p->t - j0 < FA_BK ? p->t - j0 : FA_BK;
-  float kt[FA_MAXD * FA_BK], vt[FA_MAXD * FA_BK], s[FA_BQ * FA_BK], ds[FA_BQ * FA_BK];
+  int64_t d = p->d, nk = p->t - j0 < FA_BK ? p->t - j0 : FA_BK, ldk;
+  float kr[FA_BK * FA_MAXD], s[FA_BQ * FA_BK], ds[FA_BQ * FA_BK];
   float dka[FA_BK * FA_MAXD], dva[FA_BK * FA_MAXD];
   fa_rows w;
-  fa_load_k(c, kt, NULL, vt, k, v, b, kvh, j0, nk);
+  const float *kp = fa_keys(c, kr, k, b, kvh, j0, nk, &ldk);
+  const float *vp = v + fa_off(c, b, kvh, p->kv_h, j0);
   memset(dka, 0, sizeof(float) * (size_t)(nk * d));
   memset(dva, 0, sizeof(float) * (size_t)(nk * d));
   int64_t ranges[4];
@@ -359,17 +343,9 @@ static void fa_backward_keys(const fa_ctx *c, float *dk, float *dv, const float 
       for (int64_t i0 = ranges[2 * g]; i0 < ranges[2 * g + 1]; i0 += FA_BQ) {
         int64_t nq = ranges[2 * g + 1] - i0 < FA_BQ ? ranges[2 * g + 1] - i0 : FA_BQ;
         fa_load_rows(c, &w, q, out, lse, dout, b, h, i0, nq);
-        fa_tile_grads(p, &w, kt, vt, s, ds, i0, nq, j0, nk);
-        for (int64_t r = 0; r < nq; r++)
-          for (int64_t j = 0; j < nk; j++) {
-            float pj = s[r * FA_BK + j], dj = ds[r * FA_BK + j];
-            float *restrict va = dva + j * d, *restrict ka = dka + j * d;
-            const float *restrict dor = w.dor + r * d, *restrict qr = w.qs + r * d;
-            if (pj != 0.0f)
-              for (int64_t x = 0; x < d; x++) va[x] += pj * dor[x];
-            if (dj != 0.0f)
-              for (int64_t x = 0; x < d; x++) ka[x] += dj * qr[x];
-          }
+        fa_tile_grads(c, &w, kp, ldk, vp, s, ds, i0, nq, j0, nk);
+        modelc_rt_gemm(1, 0, nk, d, nq, 1.0f, s, FA_BK, w.dout, c->q_row, 1.0f, dva, d);
+        modelc_rt_gemm(1, 0, nk, d, nq, 1.0f, ds, FA_BK, w.qs, d, 1.0f, dka, d);
       }
   for (int64_t j = 0; j < nk; j++) {
     int64_t off = fa_off(c, b, kvh, p->kv_h, j0 + j);
@@ -378,14 +354,13 @@ static void fa_backward_keys(const fa_ctx *c, float *dk, float *dv, const float 
   }
 }
 
-/* dq of query rows [i0, i0+FA_BQ) of head h. */
+/* dq of query rows [i0, i0+FA_BQ) of head h: dQ += dS K, times scale. */
 static void fa_backward_queries(const fa_ctx *c, float *dq, const float *q, const float *k,
                                 const float *v, const float *out, const float *lse,
                                 const float *dout, int64_t b, int64_t h, int64_t i0) {
   const modelc_rt_flash *p = c->p;
   int64_t d = p->d, nq = p->t - i0 < FA_BQ ? p->t - i0 : FA_BQ, kvh = h / c->group;
-  float kt[FA_MAXD * FA_BK], vt[FA_MAXD * FA_BK], kr[FA_BK * FA_MAXD];
-  float s[FA_BQ * FA_BK], ds[FA_BQ * FA_BK], dqa[FA_BQ * FA_MAXD];
+  float kr[FA_BK * FA_MAXD], s[FA_BQ * FA_BK], ds[FA_BQ * FA_BK], dqa[FA_BQ * FA_MAXD];
   fa_rows w;
   fa_load_rows(c, &w, q, out, lse, dout, b, h, i0, nq);
   memset(dqa, 0, sizeof(float) * (size_t)(nq * d));
@@ -393,22 +368,13 @@ static void fa_backward_queries(const fa_ctx *c, float *dq, const float *q, cons
   int count = fa_key_ranges(p, i0, i0 + nq, ranges);
   for (int g = 0; g < count; g++)
     for (int64_t j0 = ranges[2 * g]; j0 < ranges[2 * g + 1]; j0 += FA_BK) {
-      int64_t nk = ranges[2 * g + 1] - j0 < FA_BK ? ranges[2 * g + 1] - j0 : FA_BK;
-      fa_load_k(c, kt, kr, vt, k, v, b, kvh, j0, nk);
-      fa_tile_grads(p, &w, kt, vt, s, ds, i0, nq, j0, nk);
-      for (int64_t r = 0; r < nq; r++)
-        for (int64_t j = 0; j < nk; j++) {
-          float dj = ds[r * FA_BK + j];
-          if (dj == 0.0f) continue;
-          float *restrict qa = dqa + r * d;
-          const float *restrict krow = kr + j * d;
-          for (int64_t x = 0; x < d; x++) qa[x] += dj * krow[x];
-        }
+      int64_t nk = ranges[2 * g + 1] - j0 < FA_BK ? ranges[2 * g + 1] - j0 : FA_BK, ldk;
+      const float *kp = fa_keys(c, kr, k, b, kvh, j0, nk, &ldk);
+      fa_tile_grads(c, &w, kp, ldk, v + fa_off(c, b, kvh, p->kv_h, j0), s, ds, i0, nq, j0, nk);
+      modelc_rt_gemm(0, 0, nq, d, nk, p->scale, ds, FA_BK, kp, ldk, 1.0f, dqa, d);
     }
-  for (int64_t r = 0; r < nq; r++) {
-    for (int64_t x = 0; x < d; x++) dqa[r * d + x] *= p->scale;
+  for (int64_t r = 0; r < nq; r++)
     fa_rotate(c, dq + fa_off(c, b, h, p->h, i0 + r), dqa + r * d, i0 + r, -1.0f);
-  }
 }
 
 int modelc_rt_flash_attention_grad(float *dq, float *dk, float *dv, const float *q, const float *k,
