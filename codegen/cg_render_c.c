@@ -497,6 +497,22 @@ static void render_call(cg_emitter *e, const cg_program *p, const cg_entry *entr
   case IR_OP_upsample_grad: render_upsample(e, p, k); return;
   case IR_OP_flash_attention:
   case IR_OP_flash_attention_grad: render_flash(e, p, k); return;
+  case IR_OP_softmax_cross_entropy:
+  case IR_OP_softmax_cross_entropy_grad: {
+    const ir_type *x = &n->inputs[0]->type;
+    int64_t classes = x->dims[x->rank - 1], rows = numel(x) / classes;
+    long long ignore = (long long)ir_get_int(n, "ignore_index", -100);
+    if (n->op == IR_OP_softmax_cross_entropy)
+      cg_emitf(e, "%s[0] = modelc_rt_softmax_ce(%s, %s, %s, %lld, %lld, %lld);\n", pointer(p, k->out, true),
+               pointer(p, k->more_outs[0], true), pointer(p, k->operands[0], false),
+               pointer(p, k->operands[1], false), (long long)rows, (long long)classes, ignore);
+    else
+      cg_emitf(e, "modelc_rt_softmax_ce_grad(%s, %s, %s, %s, %s[0], %lld, %lld, %lld);\n",
+               pointer(p, k->out, true), pointer(p, k->operands[0], false), pointer(p, k->operands[1], false),
+               pointer(p, k->operands[2], false), pointer(p, k->operands[3], false), (long long)rows,
+               (long long)classes, ignore);
+    return;
+  }
   case IR_OP_rope:
   case IR_OP_rope_grad: {
     int64_t tt = t->dims[t->rank - 2], hd = t->dims[t->rank - 1];

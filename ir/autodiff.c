@@ -616,6 +616,13 @@ static void rule_flash(autodiff *a, ir_node *n, ir_value *g) {
     if (wants(a, n, i)) contribute(a, in(n, i), node->results[i]);
 }
 
+/* softmax_cross_entropy: the fused gradient from the logits and each
+ * row's log-sum-exp (result 1). */
+static void rule_softmax_ce(autodiff *a, ir_node *n, ir_value *g) {
+  ir_value *ins[4] = {in(n, 0), n->results[1], in(n, 1), g};
+  contribute(a, in(n, 0), like(a, IR_OP_softmax_cross_entropy_grad, dname(a, in(n, 0), NULL), 4, ins));
+}
+
 /* ---- the table ---- */
 
 static const grad_rule rules[IR_OP_COUNT] = {
@@ -658,6 +665,7 @@ static const grad_rule rules[IR_OP_COUNT] = {
     [IR_OP_concat] = {.fn = rule_concat},
     [IR_OP_pad] = {.fn = rule_pad},
     [IR_OP_flash_attention] = {.fn = rule_flash},
+    [IR_OP_softmax_cross_entropy] = {.fn = rule_softmax_ce},
 };
 
 static const grad_rule *rule_of(ir_op op) { return &rules[op]; }

@@ -368,6 +368,43 @@ static bool run_nll(exec *e) {
   return true;
 }
 
+/* softmax_cross_entropy (loss, lse) and its gradient, from the logits. */
+static bool run_softmax_ce(exec *e) {
+  const ir_type *lt = arg_type(e, 0);
+  bool grad = e->n->op == IR_OP_softmax_cross_entropy_grad;
+  int64_t classes = lt->dims[lt->rank - 1], rows = numel(lt) / classes, kept = 0;
+  const double *x = arg(e, 0), *targets = arg(e, grad ? 2 : 1);
+  int64_t ignore = ir_get_int(e->n, "ignore_index", -100);
+  double sum = 0;
+  double *lse = grad ? NULL : e->in->data[e->n->results[1]->id];
+  for (int64_t r = 0; r < rows; r++) {
+    const double *row = x + r * classes;
+    double mx = -INFINITY, s = 0;
+    for (int64_t c = 0; c < classes; c++) mx = fmax(mx, row[c]);
+    for (int64_t c = 0; c < classes; c++) s += exp(row[c] - mx);
+    double l = mx + log(s);
+    if (lse) lse[r] = l;
+    int64_t t = (int64_t)targets[r];
+    if (t == ignore) continue;
+    if (t < 0 || t >= classes) return fail(e, "target %lld out of range [0,%lld)", (long long)t, (long long)classes);
+    kept++;
+    sum += l - row[t];
+  }
+  if (!grad) {
+    e->y[0] = sum / (double)kept;
+    return true;
+  }
+  double gk = kept ? arg(e, 3)[0] / (double)kept : 0;
+  for (int64_t r = 0; r < rows; r++) {
+    const double *row = x + r * classes;
+    int64_t t = (int64_t)targets[r];
+    double l = arg(e, 1)[r];
+    for (int64_t c = 0; c < classes; c++)
+      e->y[r * classes + c] = t == ignore ? 0 : (exp(row[c] - l) - (c == t)) * gk;
+  }
+  return true;
+}
+
 /* ---- matmul ---- */
 
 /* An operand as a batch of matrices: element (i, k) of matrix b at
@@ -948,6 +985,8 @@ static const op_fn ops[IR_OP_COUNT] = {
     [IR_OP_flash_attention] = run_flash,
     [IR_OP_flash_attention_grad] = run_flash,
     [IR_OP_fused_elementwise] = run_fused,
+    [IR_OP_softmax_cross_entropy] = run_softmax_ce,
+    [IR_OP_softmax_cross_entropy_grad] = run_softmax_ce,
 };
 
 /* ---- the interpreter ---- */

@@ -117,3 +117,24 @@ bool ir_shape_fused_elementwise(ir_node *node, char *err, size_t errlen) {
   node->results[0]->type = t;
   return true;
 }
+
+/* The loss as cross_entropy's; lse has one entry per target. */
+bool ir_shape_softmax_cross_entropy(ir_node *node, char *err, size_t errlen) {
+  if (!ir_shape_cross_entropy(node, err, errlen)) return false;
+  int64_t rows = ir_type_numel(&node->inputs[1]->type);
+  node->results[1]->type = ir_type_make(IR_f32, 1, &rows);
+  return true;
+}
+
+bool ir_shape_softmax_cross_entropy_grad(ir_node *node, char *err, size_t errlen) {
+  const ir_type *x = &node->inputs[0]->type, *lse = &node->inputs[1]->type;
+  const ir_type *t = &node->inputs[2]->type, *g = &node->inputs[3]->type;
+  bool ok = x->rank >= 1 && t->rank == x->rank - 1 && g->rank == 0 && lse->rank == 1 &&
+            lse->dims[0] == ir_type_numel(t);
+  for (int i = 0; ok && i < t->rank; i++) ok = t->dims[i] == x->dims[i];
+  if (!ok)
+    return fail(err, errlen,
+                "softmax_cross_entropy_grad: expected logits [..., C], lse [rows], targets [...], g []");
+  node->results[0]->type = *x;
+  return true;
+}

@@ -74,6 +74,31 @@ static inline float modelc_rt_gelu_tanh(float x) {
 /* log(1 + e^x) without overflow: max(x, 0) + log1p(e^-|x|). */
 static inline float modelc_rt_softplus(float x) { return fmaxf(x, 0.0f) + log1pf(expf(-fabsf(x))); }
 static inline float modelc_rt_sign(float x) { return (float)((x > 0.0f) - (x < 0.0f)); }
+/* e^x for x <= 0 (a score minus its row's maximum) in a form that
+ * vectorises, unlike expf without -ffast-math: x = n ln2 + r, |r| <=
+ * ln2/2, e^r by its Taylor series to r^6 (within about 1 ulp), times 2^n
+ * built in the exponent bits. 0 below -87 (e^-87 ~ 1e-38; -inf gives 0);
+ * NaN stays NaN. */
+static inline float modelc_rt_exp_neg(float x) {
+  float c = x < -87.0f ? -87.0f : x;
+  c = c == c ? c : 0.0f;
+  float n = floorf(c * 1.44269504f + 0.5f);
+  float r = c - n * 0.693145751953125f - n * 1.428606765330187e-06f;
+  float p = 1.3888889e-3f;
+  p = p * r + 8.3333333e-3f;
+  p = p * r + 4.1666667e-2f;
+  p = p * r + 1.6666667e-1f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  union {
+    int32_t i;
+    float f;
+  } scale;
+  scale.i = ((int32_t)n + 127) << 23;
+  float y = x < -87.0f ? 0.0f : p * scale.f;
+  return x == x ? y : x;
+}
 float modelc_rt_gelu_grad(float x);      /* d gelu / dx */
 float modelc_rt_gelu_tanh_grad(float x); /* d gelu_tanh / dx */
 /* d silu / dx = s (1 + x (1 - s)), s = sigmoid(x) */
@@ -266,6 +291,14 @@ float modelc_rt_nll_loss(const float *logp, const int32_t *targets, int64_t rows
                          int64_t ignore_index);
 void modelc_rt_nll_loss_grad(float *dlogp, const int32_t *targets, float g, int64_t rows,
                              int64_t classes, int64_t ignore_index);
+/* Fused softmax cross-entropy (rt_loss.c): nll_loss(log_softmax(logits))
+ * with lse [rows] = each row's log-sum-exp, and its gradient
+ * dlogits = (softmax - onehot) * g / kept rows (ignored rows 0). */
+float modelc_rt_softmax_ce(float *lse, const float *logits, const int32_t *targets, int64_t rows,
+                           int64_t classes, int64_t ignore_index);
+void modelc_rt_softmax_ce_grad(float *dlogits, const float *logits, const float *lse,
+                               const int32_t *targets, float g, int64_t rows, int64_t classes,
+                               int64_t ignore_index);
 
 /* 2-D convolution NCHW (conv1d is H = 1, kernel height 1): x [N,C,H,W],
  * w [O,C/groups,KH,KW] -> y [N,O,OH,OW]; no bias. */

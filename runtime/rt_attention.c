@@ -22,8 +22,8 @@
  * The tile products (S = Qs K^T, P V, P^T dO, dO V^T, dS^T Qs, dS K) are
  * GEMMs through modelc_rt_gemm (one thread each inside the parallel
  * loop; k, v and dout rows are read in place with their row stride);
- * the row work between them vectorises, exp included (fa_exp, a
- * polynomial within about 1 ulp). */
+ * the row work between them vectorises, exp included
+ * (modelc_rt_exp_neg). */
 #include "modelc_rt.h"
 
 #include <stdlib.h>
@@ -36,28 +36,6 @@
 #endif
 
 enum { FA_BQ = 64, FA_BK = 128, FA_MAXD = MODELC_RT_FLASH_MAX_HEAD };
-
-/* e^x for x <= 0 (larger x are not needed: scores minus their row max):
- * x = n ln2 + r, |r| <= ln2/2, e^r by its Taylor series to r^6, times
- * 2^n built in the exponent bits. Below -87 it returns e^-87 (~1e-38):
- * callers zero masked entries themselves. NaN stays NaN. */
-static inline float fa_exp(float x) {
-  float c = x < -87.0f ? -87.0f : x;
-  c = c == c ? c : 0.0f; /* NaN: computed on 0, returned as NaN below */
-  float n = floorf(c * 1.44269504f + 0.5f);
-  float r = c - n * 0.693145751953125f - n * 1.428606765330187e-06f;
-  float p = 1.3888889e-3f;
-  p = p * r + 8.3333333e-3f;
-  p = p * r + 4.1666667e-2f;
-  p = p * r + 1.6666667e-1f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  int32_t bits = ((int32_t)n + 127) << 23;
-  float scale;
-  memcpy(&scale, &bits, sizeof scale);
-  return x == x ? p * scale : x;
-}
 
 typedef struct fa_ctx {
   const modelc_rt_flash *p;
@@ -210,10 +188,10 @@ static void fa_forward_block(const fa_ctx *c, float *out, float *lse, const floa
           memset(sr, 0, sizeof(float) * (size_t)nk);
           continue;
         }
-        for (int64_t j = 0; j < nk; j++) sr[j] = sr[j] == -INFINITY ? 0.0f : fa_exp(sr[j] - mx);
+        for (int64_t j = 0; j < nk; j++) sr[j] = sr[j] == -INFINITY ? 0.0f : modelc_rt_exp_neg(sr[j] - mx);
         float sum = 0.0f;
         for (int64_t j = 0; j < nk; j++) sum += sr[j];
-        float corr = m[r] == -INFINITY ? 0.0f : fa_exp(m[r] - mx);
+        float corr = m[r] == -INFINITY ? 0.0f : modelc_rt_exp_neg(m[r] - mx);
         l[r] = l[r] * corr + sum;
         m[r] = mx;
         if (corr != 1.0f)
@@ -315,7 +293,7 @@ static void fa_tile_grads(const fa_ctx *c, const fa_rows *w, const float *kp, in
   for (int64_t r = 0; r < nq; r++) {
     float *sr = s + r * FA_BK, *dr = ds + r * FA_BK, lr = w->lse[r], dsum = w->dsum[r];
     for (int64_t j = 0; j < nk; j++) {
-      float pj = sr[j] != -INFINITY ? fa_exp(sr[j] - lr) : 0.0f;
+      float pj = sr[j] != -INFINITY ? modelc_rt_exp_neg(sr[j] - lr) : 0.0f;
       sr[j] = pj;
       dr[j] = pj * (dr[j] - dsum);
     }

@@ -1,0 +1,64 @@
+/* rt_loss.c: softmax cross-entropy in one pass over the logits.
+ *
+ * Forward: each row's log-sum-exp (max, then the sum of exponentials in
+ * double; exponentials by modelc_rt_exp_neg), the loss the mean of lse - x[target]
+ * over rows whose target is not ignore_index, NaN when a target is out of
+ * range (as nll_loss). Backward: dlogits = (e^(x - lse) - onehot) * g /
+ * kept, written in one pass; no [rows, classes] tensor besides the logits
+ * and their gradient. Rows run in parallel. */
+#include "modelc_rt.h"
+
+#include <string.h>
+
+#ifdef _OPENMP
+#define LOSS_PARALLEL_FOR _Pragma("omp parallel for schedule(static)")
+#else
+#define LOSS_PARALLEL_FOR
+#endif
+
+float modelc_rt_softmax_ce(float *lse, const float *logits, const int32_t *targets, int64_t rows,
+                           int64_t classes, int64_t ignore_index) {
+  LOSS_PARALLEL_FOR
+  for (int64_t r = 0; r < rows; r++) {
+    const float *x = logits + r * classes;
+    float mx = -INFINITY;
+    int nan = 0;
+    for (int64_t c = 0; c < classes; c++) {
+      mx = x[c] > mx ? x[c] : mx;
+      nan |= x[c] != x[c];
+    }
+    double sum = 0.0;
+    for (int64_t c = 0; c < classes; c++) sum += (double)modelc_rt_exp_neg(x[c] - mx);
+    lse[r] = nan ? NAN : mx + (float)log(sum);
+  }
+  double total = 0.0;
+  int64_t kept = 0;
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t t = targets[r];
+    if (t == ignore_index) continue;
+    if (t < 0 || t >= classes) return NAN;
+    total += (double)lse[r] - (double)logits[r * classes + t];
+    kept++;
+  }
+  return kept ? (float)(total / (double)kept) : 0.0f;
+}
+
+void modelc_rt_softmax_ce_grad(float *dlogits, const float *logits, const float *lse,
+                               const int32_t *targets, float g, int64_t rows, int64_t classes,
+                               int64_t ignore_index) {
+  int64_t kept = 0;
+  for (int64_t r = 0; r < rows; r++) kept += targets[r] != ignore_index;
+  float scale = kept ? (float)((double)g / (double)kept) : 0.0f;
+  LOSS_PARALLEL_FOR
+  for (int64_t r = 0; r < rows; r++) {
+    const float *x = logits + r * classes;
+    float *d = dlogits + r * classes, l = lse[r];
+    int64_t t = targets[r];
+    if (t == ignore_index || !kept) {
+      memset(d, 0, sizeof(float) * (size_t)classes);
+      continue;
+    }
+    for (int64_t c = 0; c < classes; c++) d[c] = modelc_rt_exp_neg(x[c] - l) * scale;
+    if (t >= 0 && t < classes) d[t] -= scale;
+  }
+}
