@@ -497,6 +497,21 @@ static void render_call(cg_emitter *e, const cg_program *p, const cg_entry *entr
   case IR_OP_upsample_grad: render_upsample(e, p, k); return;
   case IR_OP_flash_attention:
   case IR_OP_flash_attention_grad: render_flash(e, p, k); return;
+  case IR_OP_glu:
+  case IR_OP_glu_grad: {
+    const ir_type *h = &n->inputs[0]->type;
+    int64_t f = h->dims[h->rank - 1] / 2, rows = numel(h) / (2 * f);
+    const char *act = ir_get_str(n, "act", "silu");
+    int code = strcmp(act, "silu") == 0 ? 0 : strcmp(act, "gelu") == 0 ? 1 : strcmp(act, "gelu_tanh") == 0 ? 2 : 3;
+    if (n->op == IR_OP_glu)
+      cg_emitf(e, "modelc_rt_glu(%s, %s, %lld, %lld, %d); /* %s */\n", pointer(p, k->out, true),
+               pointer(p, k->operands[0], false), (long long)rows, (long long)f, code, act);
+    else
+      cg_emitf(e, "modelc_rt_glu_grad(%s, %s, %s, %lld, %lld, %d); /* %s */\n", pointer(p, k->out, true),
+               pointer(p, k->operands[0], false), pointer(p, k->operands[1], false), (long long)rows,
+               (long long)f, code, act);
+    return;
+  }
   case IR_OP_softmax_cross_entropy:
   case IR_OP_softmax_cross_entropy_grad: {
     const ir_type *x = &n->inputs[0]->type;

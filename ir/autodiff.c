@@ -623,6 +623,11 @@ static void rule_softmax_ce(autodiff *a, ir_node *n, ir_value *g) {
   contribute(a, in(n, 0), like(a, IR_OP_softmax_cross_entropy_grad, dname(a, in(n, 0), NULL), 4, ins));
 }
 
+static void rule_glu(autodiff *a, ir_node *n, ir_value *g) {
+  ir_value *ins[2] = {in(n, 0), g};
+  contribute(a, in(n, 0), like(a, IR_OP_glu_grad, dname(a, in(n, 0), NULL), 2, ins));
+}
+
 /* ---- the table ---- */
 
 static const grad_rule rules[IR_OP_COUNT] = {
@@ -666,6 +671,7 @@ static const grad_rule rules[IR_OP_COUNT] = {
     [IR_OP_pad] = {.fn = rule_pad},
     [IR_OP_flash_attention] = {.fn = rule_flash},
     [IR_OP_softmax_cross_entropy] = {.fn = rule_softmax_ce},
+    [IR_OP_glu] = {.fn = rule_glu},
 };
 
 static const grad_rule *rule_of(ir_op op) { return &rules[op]; }

@@ -405,6 +405,30 @@ static bool run_softmax_ce(exec *e) {
   return true;
 }
 
+/* glu(h) = act(a) * b with h = [a | b] along the last dim; glu_grad. */
+static bool run_glu(exec *e) {
+  const ir_type *ht = arg_type(e, 0);
+  int64_t f = ht->dims[ht->rank - 1] / 2, rows = numel(ht) / (2 * f);
+  ir_op act = IR_OP_silu;
+  ir_op_lookup(ir_get_str(e->n, "act", "silu"), &act);
+  double (*grad)(double, double) = act == IR_OP_sigmoid ? NULL : binary[act == IR_OP_silu ? IR_OP_silu_grad
+                                                                     : act == IR_OP_gelu ? IR_OP_gelu_grad
+                                                                                         : IR_OP_gelu_tanh_grad];
+  const double *h = arg(e, 0);
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t i = 0; i < f; i++) {
+      double a = h[r * 2 * f + i], b = h[r * 2 * f + f + i], y = unary[act](a);
+      if (e->n->op == IR_OP_glu) {
+        e->y[r * f + i] = y * b;
+        continue;
+      }
+      double g = arg(e, 1)[r * f + i];
+      e->y[r * 2 * f + i] = grad ? grad(a, g * b) : g * b * y * (1 - y);
+      e->y[r * 2 * f + f + i] = g * y;
+    }
+  return true;
+}
+
 /* ---- matmul ---- */
 
 /* An operand as a batch of matrices: element (i, k) of matrix b at
@@ -987,6 +1011,8 @@ static const op_fn ops[IR_OP_COUNT] = {
     [IR_OP_fused_elementwise] = run_fused,
     [IR_OP_softmax_cross_entropy] = run_softmax_ce,
     [IR_OP_softmax_cross_entropy_grad] = run_softmax_ce,
+    [IR_OP_glu] = run_glu,
+    [IR_OP_glu_grad] = run_glu,
 };
 
 /* ---- the interpreter ---- */

@@ -38,6 +38,8 @@ SHAPE_RULE(ir_shape_flash_attention_grad)
 SHAPE_RULE(ir_shape_fused_elementwise)
 SHAPE_RULE(ir_shape_softmax_cross_entropy)
 SHAPE_RULE(ir_shape_softmax_cross_entropy_grad)
+SHAPE_RULE(ir_shape_glu)
+SHAPE_RULE(ir_shape_glu_grad)
 #undef SHAPE_RULE
 
 /* Broadcasts two shapes as PyTorch does; false if they do not. */

@@ -138,3 +138,34 @@ bool ir_shape_softmax_cross_entropy_grad(ir_node *node, char *err, size_t errlen
   node->results[0]->type = *x;
   return true;
 }
+
+static bool glu_act_ok(const ir_node *node, char *err, size_t errlen) {
+  static const char *const acts[] = {"silu", "gelu", "gelu_tanh", "sigmoid"};
+  const char *act = ir_get_str(node, "act", "");
+  for (int i = 0; i < 4; i++)
+    if (strcmp(act, acts[i]) == 0) return true;
+  return fail(err, errlen, "%s: act must be silu, gelu, gelu_tanh or sigmoid, got \"%s\"",
+              ir_op_get(node->op)->name, act);
+}
+
+bool ir_shape_glu(ir_node *node, char *err, size_t errlen) {
+  const ir_type *h = &node->inputs[0]->type;
+  if (!glu_act_ok(node, err, errlen)) return false;
+  if (h->dtype != IR_f32 || h->rank < 1 || h->dims[h->rank - 1] % 2 != 0)
+    return fail(err, errlen, "glu: input must be f32 [..., 2F]");
+  ir_type t = *h;
+  t.dims[t.rank - 1] /= 2;
+  node->results[0]->type = t;
+  return true;
+}
+
+bool ir_shape_glu_grad(ir_node *node, char *err, size_t errlen) {
+  const ir_type *h = &node->inputs[0]->type, *g = &node->inputs[1]->type;
+  if (!glu_act_ok(node, err, errlen)) return false;
+  bool ok = h->dtype == IR_f32 && h->rank >= 1 && h->dims[h->rank - 1] % 2 == 0 && g->rank == h->rank;
+  for (int i = 0; ok && i < h->rank; i++)
+    ok = g->dims[i] == (i == h->rank - 1 ? h->dims[i] / 2 : h->dims[i]);
+  if (!ok) return fail(err, errlen, "glu_grad: expected h [..., 2F] and g [..., F]");
+  node->results[0]->type = *h;
+  return true;
+}

@@ -291,6 +291,11 @@ float modelc_rt_nll_loss(const float *logp, const int32_t *targets, int64_t rows
                          int64_t ignore_index);
 void modelc_rt_nll_loss_grad(float *dlogp, const int32_t *targets, float g, int64_t rows,
                              int64_t classes, int64_t ignore_index);
+/* Gated linear unit (rt_loss.c): y [rows, F] = act(h[:, :F]) * h[:, F:]
+ * for h [rows, 2F]; act 0 silu, 1 gelu, 2 gelu_tanh, 3 sigmoid. The
+ * gradient dh [rows, 2F] from g [rows, F]. */
+void modelc_rt_glu(float *y, const float *h, int64_t rows, int64_t f, int act);
+void modelc_rt_glu_grad(float *dh, const float *h, const float *g, int64_t rows, int64_t f, int act);
 /* Fused softmax cross-entropy (rt_loss.c): nll_loss(log_softmax(logits))
  * with lse [rows] = each row's log-sum-exp, and its gradient
  * dlogits = (softmax - onehot) * g / kept rows (ignored rows 0). */

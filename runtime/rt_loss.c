@@ -1,4 +1,5 @@
-/* rt_loss.c: softmax cross-entropy in one pass over the logits.
+/* rt_loss.c: softmax cross-entropy in one pass over the logits, and the
+ * gated linear unit's epilogue.
  *
  * Forward: each row's log-sum-exp (max, then the sum of exponentials in
  * double; exponentials by modelc_rt_exp_neg), the loss the mean of lse - x[target]
@@ -60,5 +61,50 @@ void modelc_rt_softmax_ce_grad(float *dlogits, const float *logits, const float 
     }
     for (int64_t c = 0; c < classes; c++) d[c] = modelc_rt_exp_neg(x[c] - l) * scale;
     if (t >= 0 && t < classes) d[t] -= scale;
+  }
+}
+
+/* ---- gated linear unit ---- */
+
+static inline float glu_act(float a, int act) {
+  switch (act) {
+  case 0: return modelc_rt_silu(a);
+  case 1: return modelc_rt_gelu(a);
+  case 2: return modelc_rt_gelu_tanh(a);
+  default: return modelc_rt_sigmoid(a);
+  }
+}
+
+static inline float glu_act_grad(float a, int act) {
+  switch (act) {
+  case 0: return modelc_rt_silu_grad(a);
+  case 1: return modelc_rt_gelu_grad(a);
+  case 2: return modelc_rt_gelu_tanh_grad(a);
+  default: {
+    float s = modelc_rt_sigmoid(a);
+    return s * (1.0f - s);
+  }
+  }
+}
+
+void modelc_rt_glu(float *y, const float *h, int64_t rows, int64_t f, int act) {
+  LOSS_PARALLEL_FOR
+  for (int64_t r = 0; r < rows; r++) {
+    const float *a = h + r * 2 * f, *b = a + f;
+    float *yr = y + r * f;
+    for (int64_t i = 0; i < f; i++) yr[i] = glu_act(a[i], act) * b[i];
+  }
+}
+
+void modelc_rt_glu_grad(float *dh, const float *h, const float *g, int64_t rows, int64_t f,
+                        int act) {
+  LOSS_PARALLEL_FOR
+  for (int64_t r = 0; r < rows; r++) {
+    const float *a = h + r * 2 * f, *b = a + f, *gr = g + r * f;
+    float *da = dh + r * 2 * f, *db = da + f;
+    for (int64_t i = 0; i < f; i++) {
+      da[i] = gr[i] * b[i] * glu_act_grad(a[i], act);
+      db[i] = gr[i] * glu_act(a[i], act);
+    }
   }
 }
