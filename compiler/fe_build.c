@@ -417,8 +417,8 @@ static void build_stmts(fe_builder *b, const fe_stmt *stmts, int n) {
 /* ---- blocks ---- */
 
 ir_value *fe_call_block(fe_builder *b, const fe_block *block, const fe_expr *at,
-                        const char *prefix, bool shared, ir_value **args, int num_args,
-                        ir_value **returns) {
+                        const char *prefix, const char *label, bool shared, ir_value **args,
+                        int num_args, ir_value **returns) {
   for (int i = 0; i < b->depth; i++) {
     if (strcmp(b->call_stack[i], block->name) != 0) continue;
     diag_error(b->diag, at->loc, "cycle: block '%s' calls itself", block->name);
@@ -439,7 +439,7 @@ ir_value *fe_call_block(fe_builder *b, const fe_block *block, const fe_expr *at,
   fe_scope scope = {0};
   scope.prefix = prefix;
   size_t len = strlen(prefix);
-  scope.label = len ? ir_arena_strndup(b->arena, prefix, len - 1) : NULL;
+  scope.label = label ? label : len ? ir_arena_strndup(b->arena, prefix, len - 1) : NULL;
   scope.shared = shared;
 
   fe_scope *saved = b->scope;
@@ -531,6 +531,7 @@ ir_graph *fe_build_graph(ir_arena *arena, diag_engine *d, const fe_spec *spec, f
   b.mode = mode;
   b.graph = ir_graph_new(arena, spec->model);
   b.graph->training = mode == FE_MODE_TRAIN;
+  b.graph->recompute_blocks = mode == FE_MODE_TRAIN && spec->has_train && spec->train.recompute_blocks;
   fe_scope top = {0};
   top.prefix = "";
   b.scope = &top;

@@ -80,10 +80,13 @@ const char *fe_layer_prefix(fe_builder *b, const fe_call *call);
 ir_value *fe_make_param(fe_builder *b, const fe_call *call, const char *prefix, const char *suffix,
                         ir_op kind, ir_type type, const char *init, double a, double bb);
 /* Builds a call to a block (direct call or one repeat iteration) with
- * the given parameter prefix; returns the block's first return, or NULL. */
+ * the given parameter prefix; returns the block's first return, or NULL.
+ * Nodes get the scope `label`, or, when NULL, the prefix without its dot
+ * (a shared repeat names its iterations "layers.0", "layers.1", ... while
+ * their parameters all keep the prefix "layers."). */
 ir_value *fe_call_block(fe_builder *b, const fe_block *block, const fe_expr *at,
-                        const char *prefix, bool shared, ir_value **args, int num_args,
-                        ir_value **returns);
+                        const char *prefix, const char *label, bool shared, ir_value **args,
+                        int num_args, ir_value **returns);
 const fe_block *fe_find_block(const fe_builder *b, const char *name);
 
 /* ---- argument access (fe_ops.c) ---- */

@@ -946,8 +946,9 @@ static ir_value *emit_repeat(fe_builder *b, const fe_call *call) {
     const char *prefix = shared ? node : ir_arena_printf(b->arena, "%s%lld.", node, (long long)it);
     ir_value *returns[FE_MAX_ARGS];
     /* Shared iterations after the first reuse the first's parameters. */
-    first = fe_call_block(b, block, call->expr, prefix, shared && it > 0, args, call->num_rest,
-                          returns);
+    const char *label = ir_arena_printf(b->arena, "%s%lld", node, (long long)it);
+    first = fe_call_block(b, block, call->expr, prefix, label, shared && it > 0, args,
+                          call->num_rest, returns);
     if (!first) return NULL;
     for (int r = 0; r < block->num_returns; r++) {
       char t1[96], t2[96];
@@ -978,7 +979,7 @@ static ir_value *call_block_directly(fe_builder *b, const fe_expr *e, const fe_b
   if (!ok) return NULL;
   fe_call call = {.expr = e, .op = block->name};
   const char *prefix = fe_layer_prefix(b, &call);
-  return fe_call_block(b, block, e, prefix, false, args, e->num_args, NULL);
+  return fe_call_block(b, block, e, prefix, NULL, false, args, e->num_args, NULL);
 }
 
 /* ---- the table ---- */

@@ -184,6 +184,10 @@ typedef struct ir_graph {
    * output named "loss"; autodiff differentiates only such graphs.
    * Printed as `graph NAME mode=train {`. */
   bool training;
+  /* train.recompute: blocks: the recompute pass recomputes each repeat
+   * iteration's activations in the backward instead of keeping them.
+   * Printed as `recompute=blocks` after the mode. */
+  bool recompute_blocks;
   ir_node *first, *last;
   int next_value_id, next_node_id;
   /* name -> value table for unique naming and the parser */
@@ -288,6 +292,9 @@ bool ir_pass_fuse_cross_entropy(ir_graph *g, char *err, size_t errlen);
 /* fuse_elementwise.c: chains of elementwise ops into fused_elementwise
  * nodes (after autodiff: forward and backward alike). */
 bool ir_pass_fuse_elementwise(ir_graph *g, char *err, size_t errlen);
+/* recompute.c: with recompute=blocks, the backward recomputes each repeat
+ * iteration's activations from its input instead of keeping them. */
+bool ir_pass_recompute(ir_graph *g, char *err, size_t errlen);
 /* dce.c: removes nodes whose results are unused, keeping effects. */
 bool ir_pass_dce(ir_graph *g, char *err, size_t errlen);
 

@@ -1,6 +1,6 @@
 /* parse.c: reads the IR text form that print.c writes.
  *
- *   graph NAME [mode=train|infer] {
+ *   graph NAME [mode=train|infer] [recompute=blocks|none] {
  *     %v: TYPE, ... = OP %a, %b attr=VAL ... @LINE:COL scope="S"
  *     OP %a attr=VAL
  *   }
@@ -681,15 +681,26 @@ static bool parse_node(parser *p) {
 /* ---- graph ---- */
 
 /* `mode=train` marks a training graph (ir_graph.training); `mode=infer`
- * is the default, accepted for symmetry. */
+ * is the default, accepted for symmetry. `recompute=blocks` (or none)
+ * may follow. */
 static bool parse_mode(parser *p) {
-  if (!is_ident(p, "mode")) return true;
+  if (is_ident(p, "mode")) {
+    lex(p);
+    if (!expect_punct(p, '=')) return false;
+    if (is_ident(p, "train"))
+      p->g->training = true;
+    else if (!is_ident(p, "infer"))
+      return expected(p, "'train' or 'infer'");
+    lex(p);
+    if (p->failed) return false;
+  }
+  if (!is_ident(p, "recompute")) return true;
   lex(p);
   if (!expect_punct(p, '=')) return false;
-  if (is_ident(p, "train"))
-    p->g->training = true;
-  else if (!is_ident(p, "infer"))
-    return expected(p, "'train' or 'infer'");
+  if (is_ident(p, "blocks"))
+    p->g->recompute_blocks = true;
+  else if (!is_ident(p, "none"))
+    return expected(p, "'blocks' or 'none'");
   lex(p);
   return !p->failed;
 }

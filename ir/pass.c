@@ -15,6 +15,7 @@ static const ir_pass_info pipeline[] = {
     {"fuse_gating", "fused", ir_pass_fuse_gating},
     {"fuse_cross_entropy", "fused", ir_pass_fuse_cross_entropy},
     {"autodiff", "autodiff", ir_pass_autodiff},
+    {"recompute", "final", ir_pass_recompute},
     {"dce", "final", ir_pass_dce},
     {"fuse_elementwise", "final", ir_pass_fuse_elementwise},
 };

@@ -1,6 +1,6 @@
 /* print.c: the IR text form (grammar in ir.h; parse.c reads it back).
  *
- *   graph NAME [mode=train] {
+ *   graph NAME [mode=train] [recompute=blocks] {
  *     %v: TYPE = OP %a, %b attr=VAL @LINE:COL scope="S"
  *     OP %a attr=VAL
  *   }
@@ -200,6 +200,7 @@ static void put_graph(sink *s, const ir_graph *g) {
   else
     put_quoted(s, name);
   if (g->training) put(s, " mode=train");
+  if (g->recompute_blocks) put(s, " recompute=blocks");
   put(s, " {\n");
   for (const ir_node *n = g->first; n; n = n->next) {
     put(s, "  ");

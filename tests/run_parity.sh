@@ -17,6 +17,8 @@
 #
 #   bash tests/run_parity.sh [NAME...]        # all goldens, or some
 #   TARGET=cuda bash tests/run_parity.sh      # passes --target cuda to run and train
+#   RECOMPUTE=1 bash tests/run_parity.sh NAME # the case with `recompute: blocks`
+#                                             # (which must then recompute something)
 #
 # Environment: MODELC (the binary), SRC (the source tree), ST_COMPARE (the
 # built tests/tools/st_compare, default $SRC/build/tests/st_compare),
@@ -152,6 +154,22 @@ for name in "${cases[@]}"; do
   fi
   out="$tmp/$name"
   mkdir -p "$out"
+  if [ -n "${RECOMPUTE:-}" ]; then
+    # the same model, recomputing each repeat iteration in the backward:
+    # the same numbers are expected
+    if grep -q '^  recompute:' "$spec"; then
+      sed 's/^  recompute: .*/  recompute: blocks/' "$spec" >"$out/$name.yaml"
+    else
+      sed 's/^train:$/train:\n  recompute: blocks/' "$spec" >"$out/$name.yaml"
+    fi
+    spec="$out/$name.yaml"
+    if ! "$MODELC" ir "$spec" | grep -q ' = .*@.*scope=' ||
+      ! "$MODELC" ir "$spec" | grep -q '^  %[^ ]*\.re[:.]'; then
+      failed=$((failed + 1))
+      echo "FAIL $name: recompute: blocks recomputes nothing"
+      continue
+    fi
+  fi
 
   # eval: inference-mode outputs and loss
   if run_modelc eval run "$spec" --weights "$g/weights.safetensors" --input "$g/input.safetensors" \

@@ -77,7 +77,7 @@ static const char *dead_code_after =
 START_TEST(pipeline_table) {
   int count = 0;
   const ir_pass_info *passes = ir_pipeline(&count);
-  ck_assert_int_eq(count, 7);
+  ck_assert_int_eq(count, 8);
   ck_assert_str_eq(passes[0].name, "expand");
   ck_assert_str_eq(passes[0].stage, "expanded");
   ck_assert_ptr_eq(passes[0].run, ir_pass_expand);
@@ -93,12 +93,15 @@ START_TEST(pipeline_table) {
   ck_assert_str_eq(passes[4].name, "autodiff");
   ck_assert_str_eq(passes[4].stage, "autodiff");
   ck_assert_ptr_eq(passes[4].run, ir_pass_autodiff);
-  ck_assert_str_eq(passes[5].name, "dce");
+  ck_assert_str_eq(passes[5].name, "recompute");
   ck_assert_str_eq(passes[5].stage, "final");
-  ck_assert_ptr_eq(passes[5].run, ir_pass_dce);
-  ck_assert_str_eq(passes[6].name, "fuse_elementwise");
+  ck_assert_ptr_eq(passes[5].run, ir_pass_recompute);
+  ck_assert_str_eq(passes[6].name, "dce");
   ck_assert_str_eq(passes[6].stage, "final");
-  ck_assert_ptr_eq(passes[6].run, ir_pass_fuse_elementwise);
+  ck_assert_ptr_eq(passes[6].run, ir_pass_dce);
+  ck_assert_str_eq(passes[7].name, "fuse_elementwise");
+  ck_assert_str_eq(passes[7].stage, "final");
+  ck_assert_ptr_eq(passes[7].run, ir_pass_fuse_elementwise);
 }
 END_TEST
 
@@ -109,11 +112,11 @@ START_TEST(unknown_names) {
   ck_assert_str_eq(err, "unknown stage 'lowered' (stages: parsed, expanded, fused, autodiff, final)");
   opts = (ir_pass_options){.print_after = "fuse"};
   run(graph, opts, false);
-  ck_assert_str_eq(err, "unknown pass 'fuse' (passes: expand, fuse_attention, fuse_gating, fuse_cross_entropy, autodiff, dce, fuse_elementwise)");
+  ck_assert_str_eq(err, "unknown pass 'fuse' (passes: expand, fuse_attention, fuse_gating, fuse_cross_entropy, autodiff, recompute, dce, fuse_elementwise)");
   /* a stage name is not a pass name, nor the reverse */
   opts = (ir_pass_options){.print_after = "final"};
   run(graph, opts, false);
-  ck_assert_str_eq(err, "unknown pass 'final' (passes: expand, fuse_attention, fuse_gating, fuse_cross_entropy, autodiff, dce, fuse_elementwise)");
+  ck_assert_str_eq(err, "unknown pass 'final' (passes: expand, fuse_attention, fuse_gating, fuse_cross_entropy, autodiff, recompute, dce, fuse_elementwise)");
   opts = (ir_pass_options){.stop_after_stage = "dce"};
   run(graph, opts, false);
   ck_assert_str_eq(err, "unknown stage 'dce' (stages: parsed, expanded, fused, autodiff, final)");
@@ -148,9 +151,11 @@ START_TEST(print_after) {
   snprintf(want, sizeof want,
            "// ----- IR after expand -----\n%s// ----- IR after fuse_attention -----\n%s"
            "// ----- IR after fuse_gating -----\n%s// ----- IR after fuse_cross_entropy -----\n%s"
-           "// ----- IR after autodiff -----\n%s// ----- IR after dce -----\n%s"
+           "// ----- IR after autodiff -----\n%s// ----- IR after recompute -----\n%s"
+           "// ----- IR after dce -----\n%s"
            "// ----- IR after fuse_elementwise -----\n%s",
-           dead_code, dead_code, dead_code, dead_code, dead_code, dead_code_after, dead_code_after);
+           dead_code, dead_code, dead_code, dead_code, dead_code, dead_code, dead_code_after,
+           dead_code_after);
   ck_assert_str_eq(printed, want);
 
   graph = parse(dead_code);
