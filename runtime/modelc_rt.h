@@ -474,6 +474,12 @@ typedef struct modelc_rt_model {
 int modelc_rt_main(int argc, char **argv, const modelc_rt_model *model);
 /* `sample`: text from a byte-level language model (rt_sample.c). */
 int modelc_rt_sample_main(int argc, char **argv, const modelc_rt_model *model);
+#ifdef MODELC_DOUBLE
+/* `gradcheck` (double build only, rt_gradcheck.c): every parameter's
+ * gradient from the generated backward against central differences of
+ * the generated loss. */
+int modelc_rt_gradcheck_main(int argc, char **argv, const modelc_rt_model *model);
+#endif
 
 #ifdef __cplusplus
 }

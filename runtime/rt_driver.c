@@ -299,6 +299,11 @@ static void drv_usage(FILE *out, const modelc_rt_model *m) {
             m->name);
   fprintf(out, "  sample generate text from a byte-level language model: %s sample --weights W\n",
           m->name);
+#ifdef MODELC_DOUBLE
+  if (m->trains)
+    fprintf(out, "  gradcheck  gradients against central differences: %s gradcheck --input IN\n",
+            m->name);
+#endif
   fprintf(out, "\n'%s COMMAND --help' describes a command.\n", m->name);
 }
 
@@ -1359,6 +1364,9 @@ int modelc_rt_main(int argc, char **argv, const modelc_rt_model *model) {
   if (strcmp(command, "run") == 0) return drv_run(model, argc - 2, argv + 2);
   if (strcmp(command, "train") == 0) return drv_train(model, argc - 2, argv + 2);
   if (strcmp(command, "sample") == 0) return modelc_rt_sample_main(argc - 2, argv + 2, model);
+#ifdef MODELC_DOUBLE
+  if (strcmp(command, "gradcheck") == 0) return modelc_rt_gradcheck_main(argc - 2, argv + 2, model);
+#endif
   fprintf(stderr, "%s: error: unknown command '%s' (see '%s --help')\n", model->name, command,
           model->name);
   return DRV_INPUT;
