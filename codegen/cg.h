@@ -152,12 +152,16 @@ const char *cg_emit_text(cg_emitter *e);
 
 /* A literal of the dtype: 0.5f, (-INFINITY), 3. */
 const char *cg_c_literal(ir_arena *a, double v, ir_dtype dtype);
-/* The C spelling of a scalar element type. */
+/* The C spelling of a scalar element type: f32 is modelc_rt_real (float,
+ * or double under MODELC_DOUBLE). */
 const char *cg_c_type(ir_dtype dtype);
 /* Whether the kernel's C function returns a status (int, 0 success)
  * rather than void: embedding lookups check ids, flash attention
  * allocates its rope tables. */
 bool cg_kernel_returns_status(const cg_kernel *k);
+/* A planned size or offset in bytes as the C counts it: in modelc_rt_real
+ * elements (4 bytes of the plan each). */
+int64_t cg_c_elements(int64_t bytes);
 /* One kernel as a static C function `static void NAME(MODEL *m)`. */
 void cg_render_c_kernel(cg_emitter *e, const cg_program *p, const cg_entry *entry,
                         const cg_kernel *k);

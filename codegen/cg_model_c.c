@@ -42,6 +42,10 @@ static void write_header(model_writer *w) {
   cg_emitf(e, " *\n * Every function returns 0 on success and -1 on failure; %s_error() says\n", w->m);
   cg_emitf(e, " * why. Outputs point into the model and stay valid until the next call. */\n");
   cg_emitf(e, "#ifndef %s_H\n#define %s_H\n\n#include <stdint.h>\n\n", w->M, w->M);
+  cg_emitf(e, "/* Tensor data: float, or double when every file is compiled with\n");
+  cg_emitf(e, " * MODELC_DOUBLE (for gradient checks); modelc_rt.h has the same. */\n");
+  cg_emitf(e, "#ifndef MODELC_RT_REAL_DEFINED\n#define MODELC_RT_REAL_DEFINED\n#ifdef MODELC_DOUBLE\n");
+  cg_emitf(e, "typedef double modelc_rt_real;\n#else\ntypedef float modelc_rt_real;\n#endif\n#endif\n\n");
   cg_emitf(e, "typedef struct %s %s;\n\n", w->m, w->m);
   cg_emit_open(e, "typedef struct %s_inputs", w->m);
   for (int i = 0; i < p->num_inputs; i++)
@@ -55,7 +59,7 @@ static void write_header(model_writer *w) {
     cg_emitf(e, "const %s *%s; /* %s */\n", cg_c_type(b->type.dtype), w->forward->output_names[i],
              shape_text(p->arena, &b->type));
   }
-  cg_emitf(e, "float loss;   /* set by %s_evaluate and %s_train_step */\n", w->m, w->m);
+  cg_emitf(e, "modelc_rt_real loss; /* set by %s_evaluate and %s_train_step */\n", w->m, w->m);
   cg_emit_close(e, NULL);
   cg_emitf(e, "%s_outputs;\n\n", w->m);
   cg_emitf(e, "%s *%s_new(void);\n", w->m, w->m);
@@ -68,7 +72,7 @@ static void write_header(model_writer *w) {
     cg_emitf(e, "int %s_evaluate(%s *m, const %s_inputs *in, %s_outputs *out);\n", w->m, w->m, w->m, w->m);
     cg_emitf(e, "/* Forward and backward of one micro-batch; every %lld calls, the\n", (long long)w->info->accumulate);
     cg_emitf(e, " * optimizer step (average, clip, update). Returns the loss, NAN on error. */\n");
-    cg_emitf(e, "float %s_train_step(%s *m, const %s_inputs *in);\n", w->m, w->m, w->m);
+    cg_emitf(e, "modelc_rt_real %s_train_step(%s *m, const %s_inputs *in);\n", w->m, w->m, w->m);
   }
   cg_emitf(e, "void %s_free(%s *m);\n", w->m, w->m);
   cg_emitf(e, "const char *%s_error(const %s *m);\n\n", w->m, w->m);
@@ -93,7 +97,7 @@ static void write_tables(model_writer *w) {
   }
   cg_emit_close(e, "};\n\n");
 
-  cg_emitf(e, "/* Where each lives in the state region, its size, and its init:\n");
+  cg_emitf(e, "/* Where each lives in the state region (in elements), its size, and its init:\n");
   cg_emitf(e, " * kind 0 normal(a, b), 1 uniform(a, b), 2 zeros, 3 ones. */\n");
   cg_emit_open(e, "static const struct tensor_place { int64_t offset, count; int init; float a, b; int decay; } places[%d] =",
                p->num_params + p->num_states);
@@ -102,7 +106,7 @@ static void write_tables(model_writer *w) {
     const cg_buffer *buf = &p->buffers[b];
     const char *init = ir_get_str(buf->value->def, "init", "zeros");
     int kind = !strcmp(init, "normal") ? 0 : !strcmp(init, "uniform") ? 1 : !strcmp(init, "ones") ? 3 : 2;
-    cg_emitf(e, "{%lld, %lld, %d, %s, %s, %d}, /* %s */\n", (long long)buf->offset,
+    cg_emitf(e, "{%lld, %lld, %d, %s, %s, %d}, /* %s */\n", (long long)cg_c_elements(buf->offset),
              (long long)ir_type_numel(&buf->type), kind,
              cg_c_literal(p->arena, ir_get_float(buf->value->def, "a", 0), IR_f32),
              cg_c_literal(p->arena, ir_get_float(buf->value->def, "b", 0), IR_f32),
@@ -150,16 +154,18 @@ static void write_struct(model_writer *w) {
   cg_emitter *e = w->e;
   const cg_program *p = w->p;
   int64_t grads = w->train ? p->grad_bytes : 0;
-  cg_emitf(e, "/* One arena per model: state | gradients | optimizer moments | activations. */\n");
-  cg_emitf(e, "#define STATE_BYTES %lldLL\n", (long long)p->state_bytes);
-  cg_emitf(e, "#define GRAD_BYTES %lldLL\n", (long long)grads);
-  cg_emitf(e, "#define OPT_BYTES %lldLL\n", (long long)(grads * optimizer_slots(w)));
-  cg_emitf(e, "#define ACT_BYTES %lldLL\n", (long long)activation_bytes(p));
+  cg_emitf(e, "/* One arena per model: state | gradients | optimizer moments | activations.\n");
+  cg_emitf(e, " * Sizes and offsets count modelc_rt_real elements (4 bytes, or 8 in the\n");
+  cg_emitf(e, " * double build); an integer tensor uses the first bytes of its span. */\n");
+  cg_emitf(e, "#define STATE_SIZE %lldLL\n", (long long)cg_c_elements(p->state_bytes));
+  cg_emitf(e, "#define GRAD_SIZE %lldLL\n", (long long)cg_c_elements(grads));
+  cg_emitf(e, "#define OPT_SIZE %lldLL\n", (long long)cg_c_elements(grads * optimizer_slots(w)));
+  cg_emitf(e, "#define ACT_SIZE %lldLL\n", (long long)cg_c_elements(activation_bytes(p)));
   cg_emitf(e, "#define NUM_PARAMS %d\n#define NUM_TENSORS %d\n#define NUM_INPUTS %d\n\n", p->num_params,
            p->num_params + p->num_states, p->num_inputs);
   cg_emit_open(e, "struct %s", w->m);
-  cg_emitf(e, "unsigned char *arena;\n");
-  cg_emitf(e, "unsigned char *state, *grads, *opt, *act;\n");
+  cg_emitf(e, "modelc_rt_real *arena;\n");
+  cg_emitf(e, "modelc_rt_real *state, *grads, *opt, *act;\n");
   cg_emitf(e, "const void *in[%d];\n", p->num_inputs ? p->num_inputs : 1);
   cg_emitf(e, "int64_t step;       /* optimizer steps taken */\n");
   cg_emitf(e, "int64_t micro_step; /* micro-batches trained on; seeds dropout */\n");
@@ -250,9 +256,10 @@ static void write_entry(model_writer *w, kernel_table *table, const cg_entry *en
     const cg_buffer *dst = &p->buffers[k->operands[0]], *src = &p->buffers[k->operands[1]];
     const cg_buffer *sr = src;
     while (sr->alias_of >= 0) sr = &p->buffers[sr->alias_of];
-    cg_emitf(e, "memcpy(m->state + %lld, m->%s + %lld, %lld); /* %%%s = %%%s */\n", (long long)dst->offset,
-             sr->kind == CG_BUF_TEMP ? "act" : "state", (long long)sr->offset,
-             (long long)ir_type_bytes(&dst->type), dst->name, src->name);
+    cg_emitf(e, "memcpy(m->state + %lld, m->%s + %lld, %lld * sizeof(%s)); /* %%%s = %%%s */\n",
+             (long long)cg_c_elements(dst->offset), sr->kind == CG_BUF_TEMP ? "act" : "state",
+             (long long)cg_c_elements(sr->offset), (long long)ir_type_numel(&dst->type),
+             cg_c_type(dst->type.dtype), dst->name, src->name);
   }
   cg_emitf(e, "return 0;\n");
   cg_emit_close(e, "}\n\n");
@@ -262,8 +269,8 @@ static const char *out_pointer(const cg_program *p, int b) {
   const cg_buffer *r = &p->buffers[b];
   while (r->alias_of >= 0) r = &p->buffers[r->alias_of];
   const char *region = r->kind == CG_BUF_TEMP ? "act" : r->kind == CG_BUF_INPUT ? NULL : "state";
-  if (!region) return ir_arena_printf(p->arena, "((const float *)m->in[%d])", r->index);
-  return ir_arena_printf(p->arena, "((const float *)(m->%s + %lld))", region, (long long)r->offset);
+  if (!region) return ir_arena_printf(p->arena, "((const modelc_rt_real *)m->in[%d])", r->index);
+  return ir_arena_printf(p->arena, "(m->%s + %lld)", region, (long long)cg_c_elements(r->offset));
 }
 
 /* ---- the API ---- */
@@ -274,13 +281,13 @@ static void write_lifecycle(model_writer *w) {
   cg_emit_open(e, "%s *%s_new(void)", m, m);
   cg_emitf(e, "%s *m = calloc(1, sizeof *m);\n", m);
   cg_emitf(e, "if (!m) return NULL;\n");
-  cg_emitf(e, "size_t bytes = (size_t)(STATE_BYTES + GRAD_BYTES + OPT_BYTES + ACT_BYTES) + 64;\n");
-  cg_emitf(e, "m->arena = calloc(1, bytes);\n");
+  cg_emitf(e, "size_t count = (size_t)(STATE_SIZE + GRAD_SIZE + OPT_SIZE + ACT_SIZE) + 16;\n");
+  cg_emitf(e, "m->arena = calloc(count, sizeof(modelc_rt_real));\n");
   cg_emit_open(e, "if (!m->arena)");
   cg_emitf(e, "free(m);\nreturn NULL;\n");
   cg_emit_close(e, NULL);
-  cg_emitf(e, "m->state = m->arena;\nm->grads = m->state + STATE_BYTES;\n");
-  cg_emitf(e, "m->opt = m->grads + GRAD_BYTES;\nm->act = m->opt + OPT_BYTES;\n");
+  cg_emitf(e, "m->state = m->arena;\nm->grads = m->state + STATE_SIZE;\n");
+  cg_emitf(e, "m->opt = m->grads + GRAD_SIZE;\nm->act = m->opt + OPT_SIZE;\n");
   cg_emitf(e, "%s_init(m, %lluu);\nreturn m;\n", m, (unsigned long long)w->info->seed);
   cg_emit_close(e, "}\n\n");
 
@@ -293,7 +300,7 @@ static void write_lifecycle(model_writer *w) {
   cg_emitf(e, " * distributions, not its random numbers. Resets the training state. */\n");
   cg_emit_open(e, "int %s_init(%s *m, uint64_t seed)", m, m);
   cg_emit_open(e, "for (int i = 0; i < NUM_TENSORS; i++)");
-  cg_emitf(e, "float *x = (float *)(m->state + places[i].offset);\n");
+  cg_emitf(e, "modelc_rt_real *x = m->state + places[i].offset;\n");
   cg_emitf(e, "if (tensors[i].dtype == MODELC_RT_I64) { memset(x, 0, 8); continue; }\n");
   cg_emit_open(e, "switch (places[i].init)");
   cg_emitf(e, "case 0: modelc_rt_fill_normal(x, places[i].count, places[i].a, places[i].b, seed, (uint64_t)i); break;\n");
@@ -302,7 +309,7 @@ static void write_lifecycle(model_writer *w) {
   cg_emitf(e, "default: modelc_rt_fill(x, places[i].count, 0.0f);\n");
   cg_emit_close(e, NULL);
   cg_emit_close(e, NULL);
-  cg_emitf(e, "memset(m->grads, 0, (size_t)(GRAD_BYTES + OPT_BYTES));\n");
+  cg_emitf(e, "memset(m->grads, 0, (size_t)(GRAD_SIZE + OPT_SIZE) * sizeof(modelc_rt_real));\n");
   cg_emitf(e, "m->step = m->micro_step = m->pending = 0;\nm->seed = seed;\nm->error[0] = 0;\nreturn 0;\n");
   cg_emit_close(e, "}\n\n");
 }
@@ -315,20 +322,21 @@ static void write_load_save(model_writer *w) {
   cg_emit_open(e, "int %s_load(%s *m, const char *path)", m, m);
   cg_emitf(e, "modelc_rt_st_file f;\n");
   cg_emitf(e, "if (modelc_rt_st_open(&f, path, m->error, sizeof m->error) != 0) return -1;\n");
-  cg_emitf(e, "unsigned char *copy = malloc((size_t)STATE_BYTES + 1);\nint rc = copy ? 0 : -1;\n");
+  cg_emitf(e, "modelc_rt_real *copy = malloc((size_t)(STATE_SIZE + 1) * sizeof(modelc_rt_real));\nint rc = copy ? 0 : -1;\n");
   cg_emitf(e, "if (!copy) snprintf(m->error, sizeof m->error, \"out of memory\");\n");
   cg_emit_open(e, "for (int i = 0; i < NUM_TENSORS && rc == 0; i++)");
   cg_emitf(e, "rc = modelc_rt_load_tensor(&f, &tensors[i], copy + places[i].offset, m->error, sizeof m->error);\n");
   cg_emit_close(e, NULL);
   cg_emitf(e, "if (rc == 0) rc = modelc_rt_check_no_extra(&f, tensors, NUM_TENSORS, m->error, sizeof m->error);\n");
-  cg_emitf(e, "if (rc == 0) memcpy(m->state, copy, (size_t)STATE_BYTES);\n");
+  cg_emitf(e, "if (rc == 0) memcpy(m->state, copy, (size_t)STATE_SIZE * sizeof(modelc_rt_real));\n");
   cg_emitf(e, "free(copy);\nmodelc_rt_st_close(&f);\nreturn rc;\n");
   cg_emit_close(e, "}\n\n");
 
   cg_emit_open(e, "int %s_save(const %s *m, const char *path)", m, m);
   cg_emitf(e, "modelc_rt_st_entry entries[NUM_TENSORS];\n");
   cg_emit_open(e, "for (int i = 0; i < NUM_TENSORS; i++)");
-  cg_emitf(e, "entries[i] = (modelc_rt_st_entry){tensors[i].name, tensors[i].dtype, tensors[i].rank, tensors[i].shape, m->state + places[i].offset};\n");
+  cg_emitf(e, "modelc_rt_dtype dtype = tensors[i].dtype == MODELC_RT_F32 ? MODELC_RT_REAL : tensors[i].dtype;\n");
+  cg_emitf(e, "entries[i] = (modelc_rt_st_entry){tensors[i].name, dtype, tensors[i].rank, tensors[i].shape, m->state + places[i].offset};\n");
   cg_emit_close(e, NULL);
   cg_emitf(e, "return modelc_rt_st_write(path, entries, NUM_TENSORS, ((%s *)m)->error, sizeof m->error);\n", m);
   cg_emit_close(e, "}\n\n");
@@ -360,38 +368,38 @@ static void write_update(model_writer *w) {
   cg_emit_open(e, "static int update(%s *m, int64_t micro_batches, double *norm_out, double *lr_out)", w->m);
   cg_emitf(e, "static const modelc_rt_schedule schedule = {%d, %.17g, %.17g, %lld, %lld};\n", t->schedule, t->lr,
            t->min_lr, (long long)t->warmup, (long long)t->steps);
-  cg_emitf(e, "float scale = 1.0f / (float)(micro_batches > 0 ? micro_batches : 1);\n");
+  cg_emitf(e, "modelc_rt_real scale = 1.0f / (modelc_rt_real)(micro_batches > 0 ? micro_batches : 1);\n");
   cg_emitf(e, "double squares = 0;\n");
   cg_emit_open(e, "for (int i = 0; i < NUM_PARAMS; i++)");
-  cg_emitf(e, "float *g = (float *)(m->grads + places[i].offset);\n");
+  cg_emitf(e, "modelc_rt_real *g = m->grads + places[i].offset;\n");
   cg_emitf(e, "if (micro_batches > 1) modelc_rt_scale(g, places[i].count, scale);\n");
   cg_emitf(e, "squares += modelc_rt_sum_squares(g, places[i].count);\n");
   cg_emit_close(e, NULL);
   cg_emitf(e, "double norm = sqrt(squares);\n");
   if (t->grad_clip > 0) {
     cg_emitf(e, "/* torch.nn.utils.clip_grad_norm_ */\n");
-    cg_emitf(e, "float clip = (float)(%.17g / (norm + 1e-6));\n", t->grad_clip);
+    cg_emitf(e, "modelc_rt_real clip = (modelc_rt_real)(%.17g / (norm + 1e-6));\n", t->grad_clip);
     cg_emit_open(e, "if (clip < 1.0f)");
-    cg_emitf(e, "for (int i = 0; i < NUM_PARAMS; i++) modelc_rt_scale((float *)(m->grads + places[i].offset), places[i].count, clip);\n");
+    cg_emitf(e, "for (int i = 0; i < NUM_PARAMS; i++) modelc_rt_scale(m->grads + places[i].offset, places[i].count, clip);\n");
     cg_emit_close(e, NULL);
   }
   cg_emitf(e, "double lr = modelc_rt_lr_at(&schedule, m->step);\n");
   cg_emit_open(e, "for (int i = 0; i < NUM_PARAMS; i++)");
-  cg_emitf(e, "float *param = (float *)(m->state + places[i].offset);\n");
-  cg_emitf(e, "float *g = (float *)(m->grads + places[i].offset);\n");
-  cg_emitf(e, "float decay = places[i].decay ? %s : 0.0f; /* 2+ dims only */\n",
+  cg_emitf(e, "modelc_rt_real *param = m->state + places[i].offset;\n");
+  cg_emitf(e, "modelc_rt_real *g = m->grads + places[i].offset;\n");
+  cg_emitf(e, "modelc_rt_real decay = places[i].decay ? %s : 0.0f; /* 2+ dims only */\n",
            cg_c_literal(w->p->arena, t->weight_decay, IR_f32));
   if (t->optimizer == 0) {
-    cg_emitf(e, "float *m1 = (float *)(m->opt + places[i].offset), *m2 = (float *)(m->opt + GRAD_BYTES + places[i].offset);\n");
-    cg_emitf(e, "modelc_rt_adamw(param, g, m1, m2, places[i].count, (float)lr, %s, %s, %s, decay, m->step + 1);\n",
+    cg_emitf(e, "modelc_rt_real *m1 = m->opt + places[i].offset, *m2 = m->opt + GRAD_SIZE + places[i].offset;\n");
+    cg_emitf(e, "modelc_rt_adamw(param, g, m1, m2, places[i].count, (modelc_rt_real)lr, %s, %s, %s, decay, m->step + 1);\n",
              cg_c_literal(w->p->arena, t->beta1, IR_f32), cg_c_literal(w->p->arena, t->beta2, IR_f32),
              cg_c_literal(w->p->arena, t->eps, IR_f32));
   } else {
-    cg_emitf(e, "float *buf = %s;\n", optimizer_slots(w) ? "(float *)(m->opt + places[i].offset)" : "NULL");
-    cg_emitf(e, "modelc_rt_sgd(param, g, buf, places[i].count, (float)lr, %s, %d, decay, m->step == 0);\n",
+    cg_emitf(e, "modelc_rt_real *buf = %s;\n", optimizer_slots(w) ? "m->opt + places[i].offset" : "NULL");
+    cg_emitf(e, "modelc_rt_sgd(param, g, buf, places[i].count, (modelc_rt_real)lr, %s, %d, decay, m->step == 0);\n",
              cg_c_literal(w->p->arena, t->momentum, IR_f32), t->nesterov);
   }
-  cg_emitf(e, "memset(g, 0, (size_t)places[i].count * sizeof(float));\n");
+  cg_emitf(e, "memset(g, 0, (size_t)places[i].count * sizeof(modelc_rt_real));\n");
   cg_emit_close(e, NULL);
   cg_emitf(e, "m->step++;\nm->pending = 0;\n");
   cg_emitf(e, "if (norm_out) *norm_out = norm;\nif (lr_out) *lr_out = lr;\nreturn 0;\n");
@@ -417,13 +425,13 @@ static void write_api(model_writer *w) {
   cg_emitf(e, "out->loss = %s[0];\nreturn 0;\n", out_pointer(w->p, w->evaluate->loss_buffer));
   cg_emit_close(e, "}\n\n");
   write_update(w);
-  cg_emit_open(e, "float %s_train_step(%s *m, const %s_inputs *in)", m, m, m);
+  cg_emit_open(e, "modelc_rt_real %s_train_step(%s *m, const %s_inputs *in)", m, m, m);
   bind_inputs(w);
   cg_emit_open(e, "for (int i = 0; i < NUM_INPUTS; i++)");
   cg_emitf(e, "if (!m->in[i]) { snprintf(m->error, sizeof m->error, \"input '%%s' is missing\", inputs[i].name); return NAN; }\n");
   cg_emit_close(e, NULL);
   cg_emitf(e, "if (run_train(m) != 0) return NAN;\n");
-  cg_emitf(e, "float loss = %s[0];\n", out_pointer(w->p, w->train->loss_buffer));
+  cg_emitf(e, "modelc_rt_real loss = %s[0];\n", out_pointer(w->p, w->train->loss_buffer));
   cg_emitf(e, "m->micro_step++;\n");
   cg_emitf(e, "if (++m->pending >= %lld) update(m, m->pending, NULL, NULL);\n", (long long)w->info->accumulate);
   cg_emitf(e, "return loss;\n");
@@ -448,7 +456,7 @@ static void write_descriptor(model_writer *w) {
   cg_emitf(e, "for (int i = 0; i < NUM_INPUTS; i++) m->in[i] = in[i];\n");
   cg_emit_close(e, "}\n\n");
 
-  cg_emit_open(e, "static int d_forward(void *model, const void *const *in, const float **out, int with_loss, float *loss)");
+  cg_emit_open(e, "static int d_forward(void *model, const void *const *in, const modelc_rt_real **out, int with_loss, modelc_rt_real *loss)");
   cg_emitf(e, "%s *m = model;\n", m);
   cg_emitf(e, "d_bind(m, in);\n");
   if (w->train) {
@@ -470,7 +478,7 @@ static void write_descriptor(model_writer *w) {
   cg_emit_close(e, "}\n\n");
 
   if (w->train) {
-    cg_emit_open(e, "static int d_backward(void *model, const void *const *in, const float **out, float *loss)");
+    cg_emit_open(e, "static int d_backward(void *model, const void *const *in, const modelc_rt_real **out, modelc_rt_real *loss)");
     cg_emitf(e, "%s *m = model;\nd_bind(m, in);\n", m);
     require_inputs(w, w->train);
     cg_emitf(e, "if (run_train(m) != 0) return -1;\n");
@@ -479,8 +487,9 @@ static void write_descriptor(model_writer *w) {
     cg_emitf(e, "*loss = %s[0];\nm->micro_step++;\nm->pending++;\nreturn 0;\n", out_pointer(w->p, w->train->loss_buffer));
     cg_emit_close(e, "}\n\n");
     cg_emitf(e, "static int d_update(void *m, int64_t micro, double *norm, double *lr) { return update(m, micro, norm, lr); }\n");
-    cg_emitf(e, "static const float *d_grad(const void *m, int i) { return (const float *)(((const %s *)m)->grads + places[i].offset); }\n", m);
+    cg_emitf(e, "static const modelc_rt_real *d_grad(const void *m, int i) { return ((const %s *)m)->grads + places[i].offset; }\n", m);
   }
+  cg_emitf(e, "static modelc_rt_real *d_param(void *m, int i) { return ((%s *)m)->state + places[i].offset; }\n", m);
   cg_emitf(e, "static int64_t d_step(const void *m) { return ((const %s *)m)->step; }\n\n", m);
 
   /* The training state: optimizer moments and counters. */
@@ -500,7 +509,7 @@ static void write_descriptor(model_writer *w) {
       cg_emitf(e, "snprintf(names[s * NUM_PARAMS + i], 256, \"%%s%%s\", s ? \"%s\" : \"%s\", tensors[i].name);\n", adam[1], adam[0]);
     else
       cg_emitf(e, "snprintf(names[i], 256, \"%s%%s\", tensors[i].name);\n", sgd[0]);
-    cg_emitf(e, "entries[n++] = (modelc_rt_st_entry){names[s * NUM_PARAMS + i], MODELC_RT_F32, tensors[i].rank, tensors[i].shape, m->opt + s * GRAD_BYTES + places[i].offset};\n");
+    cg_emitf(e, "entries[n++] = (modelc_rt_st_entry){names[s * NUM_PARAMS + i], MODELC_RT_REAL, tensors[i].rank, tensors[i].shape, m->opt + s * GRAD_SIZE + places[i].offset};\n");
     cg_emit_close(e, NULL);
     cg_emit_close(e, NULL);
   }
@@ -521,7 +530,7 @@ static void write_descriptor(model_writer *w) {
   cg_emitf(e, ".create = d_create,\n.destroy = d_destroy,\n.error = d_error,\n.init = d_init,\n");
   cg_emitf(e, ".load = d_load,\n.save = d_save,\n.state = d_state,\n.forward = d_forward,\n");
   if (w->train) cg_emitf(e, ".backward = d_backward,\n.update = d_update,\n.grad = d_grad,\n");
-  cg_emitf(e, ".step = d_step,\n");
+  cg_emitf(e, ".step = d_step,\n.param = d_param,\n");
   cg_emit_close(e, "};\n");
 }
 

@@ -4,7 +4,13 @@
  * their inputs), with the node it computes and its shapes in a comment.
  * Elementwise kernels are loop nests over the collapsed output shape;
  * the rest call the runtime's kernels (modelc_rt.h). How each scalar op
- * is spelled is one table, c_spelling(). */
+ * is spelled is one table, c_spelling().
+ *
+ * f32 tensors are modelc_rt_real in C: float, or double when the output
+ * is compiled with MODELC_DOUBLE. Math goes through the runtime's
+ * wrappers of that precision (modelc_rt_exp is expf in the float build);
+ * offsets into the arena count elements of modelc_rt_real, so that the
+ * same text lays out either build. */
 #include <math.h>
 #include <string.h>
 
@@ -16,9 +22,15 @@ const char *cg_c_type(ir_dtype dtype) {
   case IR_i32: return "int32_t";
   case IR_i64: return "int64_t";
   case IR_u8: return "uint8_t";
-  default: return "float";
+  default: return "modelc_rt_real";
   }
 }
+
+/* Arena offsets and sizes are planned in bytes of the float build (every
+ * offset 64-byte aligned); the C counts them in modelc_rt_real elements,
+ * 4 of those bytes each, which the double build doubles. Integer tensors
+ * use the first bytes of their span. */
+int64_t cg_c_elements(int64_t bytes) { return (bytes + 3) / 4; }
 
 /* %0, %1, %2 are the arguments, %T the result's C type. */
 static const char *c_spelling(ir_op op) {
@@ -29,12 +41,12 @@ static const char *c_spelling(ir_op op) {
   case IR_OP_gelu_tanh: return "modelc_rt_gelu_tanh(%0)";
   case IR_OP_silu: return "modelc_rt_silu(%0)";
   case IR_OP_sigmoid: return "modelc_rt_sigmoid(%0)";
-  case IR_OP_tanh: return "tanhf(%0)";
-  case IR_OP_exp: return "expf(%0)";
-  case IR_OP_log: return "logf(%0)";
-  case IR_OP_sqrt: return "sqrtf(%0)";
-  case IR_OP_rsqrt: return "(1.0f / sqrtf(%0))";
-  case IR_OP_abs: return "fabsf(%0)";
+  case IR_OP_tanh: return "modelc_rt_tanh(%0)";
+  case IR_OP_exp: return "modelc_rt_exp(%0)";
+  case IR_OP_log: return "modelc_rt_log(%0)";
+  case IR_OP_sqrt: return "modelc_rt_sqrt(%0)";
+  case IR_OP_rsqrt: return "(1.0f / modelc_rt_sqrt(%0))";
+  case IR_OP_abs: return "modelc_rt_abs(%0)";
   case IR_OP_softplus: return "modelc_rt_softplus(%0)";
   case IR_OP_sign: return "modelc_rt_sign(%0)";
   case IR_OP_cast: return "(%T)(%0)";
@@ -71,6 +83,14 @@ static const cg_buffer *root(const cg_program *p, int b) {
   return &p->buffers[b];
 }
 
+/* (m->act + 256) for a real, ((const int32_t *)(m->act + 256)) else. */
+static const char *region_pointer(const cg_program *p, const char *region, const char *cst,
+                                  const char *type, int64_t offset) {
+  long long at = (long long)cg_c_elements(offset);
+  if (strcmp(type, "modelc_rt_real") == 0) return ir_arena_printf(p->arena, "(m->%s + %lld)", region, at);
+  return ir_arena_printf(p->arena, "((%s%s *)(m->%s + %lld))", cst, type, region, at);
+}
+
 /* The C expression for a buffer's first element. */
 static const char *pointer(const cg_program *p, int b, bool writable) {
   const cg_buffer *r = root(p, b);
@@ -78,12 +98,9 @@ static const char *pointer(const cg_program *p, int b, bool writable) {
   const char *cst = writable ? "" : "const ";
   switch (r->kind) {
   case CG_BUF_INPUT: return ir_arena_printf(p->arena, "((%s%s *)m->in[%d])", cst, type, r->index);
-  case CG_BUF_GRAD:
-    return ir_arena_printf(p->arena, "((%s%s *)(m->grads + %lld))", cst, type, (long long)r->offset);
-  case CG_BUF_TEMP:
-    return ir_arena_printf(p->arena, "((%s%s *)(m->act + %lld))", cst, type, (long long)r->offset);
-  default:
-    return ir_arena_printf(p->arena, "((%s%s *)(m->state + %lld))", cst, type, (long long)r->offset);
+  case CG_BUF_GRAD: return region_pointer(p, "grads", cst, type, r->offset);
+  case CG_BUF_TEMP: return region_pointer(p, "act", cst, type, r->offset);
+  default: return region_pointer(p, "state", cst, type, r->offset);
   }
 }
 
@@ -235,9 +252,9 @@ static bool contiguous_batch(const gemm_shape *g) {
 static void render_gemm(cg_emitter *e, const cg_program *p, const cg_kernel *k) {
   gemm_shape g = gemm_of(k->node);
   const char *gemm = p->bf16 ? "modelc_rt_gemm_bf16" : "modelc_rt_gemm";
-  cg_emitf(e, "const float *a = %s;\n", pointer(p, k->operands[0], false));
-  cg_emitf(e, "const float *b = %s;\n", pointer(p, k->operands[1], false));
-  cg_emitf(e, "float *c = %s;\n", pointer(p, k->out, true));
+  cg_emitf(e, "const modelc_rt_real *a = %s;\n", pointer(p, k->operands[0], false));
+  cg_emitf(e, "const modelc_rt_real *b = %s;\n", pointer(p, k->operands[1], false));
+  cg_emitf(e, "modelc_rt_real *c = %s;\n", pointer(p, k->out, true));
   long long lda = g.ta ? g.m : g.k, ldb = g.tb ? g.k : g.n;
   /* A weight shared by every batch row, and rows stacked in memory:
    * one GEMM over all of them. */
@@ -412,7 +429,8 @@ static void render_gather(cg_emitter *e, const cg_program *p, const cg_kernel *k
     cg_emitf(e, "return 0;\n");
   } else { /* gather_grad(ids, g) */
     const ir_type *out = &n->results[0]->type, *ids = &n->inputs[0]->type;
-    cg_emitf(e, "memset(%s, 0, %lld);\n", pointer(p, k->out, true), (long long)ir_type_bytes(out));
+    cg_emitf(e, "memset(%s, 0, %lld * sizeof(modelc_rt_real));\n", pointer(p, k->out, true),
+             (long long)numel(out));
     cg_emitf(e, "modelc_rt_gather_grad(%s, %s, %s, %lld, %lld);\n", pointer(p, k->out, true),
              pointer(p, k->operands[0], false), pointer(p, k->operands[1], false),
              (long long)numel(ids), (long long)out->dims[1]);
@@ -561,14 +579,14 @@ static void render_concat(cg_emitter *e, const cg_program *p, const cg_kernel *k
   const ir_type *t = &n->results[0]->type;
   int64_t axis = ir_get_int(n, "axis", 0), outer, len, inner;
   around_axis(t, axis, &outer, &len, &inner);
-  cg_emitf(e, "float *out = %s;\n", pointer(p, k->out, true));
+  cg_emitf(e, "modelc_rt_real *out = %s;\n", pointer(p, k->out, true));
   int64_t at = 0;
   for (int i = 0; i < k->num_operands; i++) {
     const ir_type *it = &n->inputs[i]->type;
     int64_t part = it->dims[(axis + t->rank) % t->rank] * inner;
-    cg_emitf(e, "const float *in%d = %s;\n", i, pointer(p, k->operands[i], false));
+    cg_emitf(e, "const modelc_rt_real *in%d = %s;\n", i, pointer(p, k->operands[i], false));
     cg_emit_open(e, "for (int64_t i = 0; i < %lld; i++)", (long long)outer);
-    cg_emitf(e, "memcpy(out + i * %lld + %lld, in%d + i * %lld, %lld * sizeof(float));\n",
+    cg_emitf(e, "memcpy(out + i * %lld + %lld, in%d + i * %lld, %lld * sizeof(modelc_rt_real));\n",
              (long long)(len * inner), (long long)at, i, (long long)part, (long long)part);
     cg_emit_close(e, NULL);
     at += part;
@@ -582,11 +600,11 @@ static void render_pad(cg_emitter *e, const cg_program *p, const cg_kernel *k) {
   around_axis(t, axis, &outer, &len, &inner);
   int64_t before = ir_get_int(n, "before", 0) * inner;
   int64_t part = x->dims[(axis + t->rank) % t->rank] * inner;
-  cg_emitf(e, "float *out = %s;\n", pointer(p, k->out, true));
-  cg_emitf(e, "const float *in = %s;\n", pointer(p, k->operands[0], false));
-  cg_emitf(e, "memset(out, 0, %lld);\n", (long long)ir_type_bytes(t));
+  cg_emitf(e, "modelc_rt_real *out = %s;\n", pointer(p, k->out, true));
+  cg_emitf(e, "const modelc_rt_real *in = %s;\n", pointer(p, k->operands[0], false));
+  cg_emitf(e, "memset(out, 0, %lld * sizeof(modelc_rt_real));\n", (long long)numel(t));
   cg_emit_open(e, "for (int64_t i = 0; i < %lld; i++)", (long long)outer);
-  cg_emitf(e, "memcpy(out + i * %lld + %lld, in + i * %lld, %lld * sizeof(float));\n",
+  cg_emitf(e, "memcpy(out + i * %lld + %lld, in + i * %lld, %lld * sizeof(modelc_rt_real));\n",
            (long long)(len * inner), (long long)before, (long long)part, (long long)part);
   cg_emit_close(e, NULL);
 }
@@ -615,8 +633,8 @@ void cg_render_c_kernel(cg_emitter *e, const cg_program *p, const cg_entry *entr
   }
   case CG_K_GRAD: {
     int64_t count = numel(&p->buffers[k->out].type);
-    cg_emitf(e, "float *grad = %s;\n", pointer(p, k->out, true));
-    cg_emitf(e, "const float *g = %s;\n", pointer(p, k->operands[0], false));
+    cg_emitf(e, "modelc_rt_real *grad = %s;\n", pointer(p, k->out, true));
+    cg_emitf(e, "const modelc_rt_real *g = %s;\n", pointer(p, k->operands[0], false));
     cg_emitf(e, "for (int64_t i = 0; i < %lld; i++) grad[i] += g[i];\n", (long long)count);
     break;
   }

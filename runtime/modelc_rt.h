@@ -34,6 +34,26 @@ typedef enum {
 
 enum { MODELC_RT_MAX_RANK = 8 };
 
+/* ---- the real-number type of tensor data ----
+ * float, or double when MODELC_DOUBLE is defined: the double build of a
+ * generated model, whose gradients are checked against central finite
+ * differences (tests/run_gradcheck_c.sh). MODELC_RT_REAL is its dtype in
+ * safetensors files the runtime writes (F32, or F64 in the double build).
+ * The whole program must agree on MODELC_DOUBLE. */
+#ifndef MODELC_RT_REAL_DEFINED /* the generated MODEL.h defines it too */
+#define MODELC_RT_REAL_DEFINED
+#ifdef MODELC_DOUBLE
+typedef double modelc_rt_real;
+#else
+typedef float modelc_rt_real;
+#endif
+#endif
+#ifdef MODELC_DOUBLE
+#define MODELC_RT_REAL MODELC_RT_F64
+#else
+#define MODELC_RT_REAL MODELC_RT_F32
+#endif
+
 /* A tensor a model expects: name, dtype and shape. */
 typedef struct modelc_rt_tensor_desc {
   const char *name;
@@ -41,7 +61,6 @@ typedef struct modelc_rt_tensor_desc {
   int rank;
   int64_t shape[MODELC_RT_MAX_RANK];
 } modelc_rt_tensor_desc;
-
 
 const char *modelc_rt_dtype_name(modelc_rt_dtype dtype); /* "F32" as safetensors spells it */
 size_t modelc_rt_dtype_size(modelc_rt_dtype dtype);
@@ -56,29 +75,72 @@ int modelc_rt_fail(char *err, size_t errlen, const char *fmt, ...)
 #endif
     ;
 
+/* ---- libm at the precision of modelc_rt_real ----
+ * In the float build each is the f-suffixed function itself (expf,
+ * sqrtf, ...): inlined, a loop calling modelc_rt_exp vectorises exactly
+ * as one calling expf. */
+#ifdef MODELC_DOUBLE
+static inline double modelc_rt_exp(double x) { return exp(x); }
+static inline double modelc_rt_log(double x) { return log(x); }
+static inline double modelc_rt_log1p(double x) { return log1p(x); }
+static inline double modelc_rt_sqrt(double x) { return sqrt(x); }
+static inline double modelc_rt_tanh(double x) { return tanh(x); }
+static inline double modelc_rt_erf(double x) { return erf(x); }
+static inline double modelc_rt_abs(double x) { return fabs(x); }
+static inline double modelc_rt_max(double x, double y) { return fmax(x, y); }
+static inline double modelc_rt_fma(double x, double y, double z) { return fma(x, y, z); }
+#else
+static inline float modelc_rt_exp(float x) { return expf(x); }
+static inline float modelc_rt_log(float x) { return logf(x); }
+static inline float modelc_rt_log1p(float x) { return log1pf(x); }
+static inline float modelc_rt_sqrt(float x) { return sqrtf(x); }
+static inline float modelc_rt_tanh(float x) { return tanhf(x); }
+static inline float modelc_rt_erf(float x) { return erff(x); }
+static inline float modelc_rt_abs(float x) { return fabsf(x); }
+static inline float modelc_rt_max(float x, float y) { return fmaxf(x, y); }
+static inline float modelc_rt_fma(float x, float y, float z) { return fmaf(x, y, z); }
+#endif
+
 /* ---- scalar functions, as PyTorch defines them ---- */
 
-static inline float modelc_rt_relu(float x) { return x > 0.0f ? x : 0.0f; }
-static inline float modelc_rt_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
-static inline float modelc_rt_silu(float x) { return x / (1.0f + expf(-x)); }
+static inline modelc_rt_real modelc_rt_relu(modelc_rt_real x) { return x > 0.0f ? x : 0.0f; }
+static inline modelc_rt_real modelc_rt_sigmoid(modelc_rt_real x) {
+  return 1.0f / (1.0f + modelc_rt_exp(-x));
+}
+static inline modelc_rt_real modelc_rt_silu(modelc_rt_real x) {
+  return x / (1.0f + modelc_rt_exp(-x));
+}
 /* F.gelu(x), the exact form with erf. */
-static inline float modelc_rt_gelu(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+static inline modelc_rt_real modelc_rt_gelu(modelc_rt_real x) {
+  return 0.5f * x * (1.0f + modelc_rt_erf(x * 0.70710678118654752f));
+}
 /* 1 + tanh(u) = 2 / (1 + e^(-2u)): through expf, which vectorises and is
  * several times faster than tanhf; the sum with 1 hides the cancellation
  * that would make it inexact for tanh alone. */
-static inline float modelc_rt_one_plus_tanh(float u) { return 2.0f / (1.0f + expf(-2.0f * u)); }
+static inline modelc_rt_real modelc_rt_one_plus_tanh(modelc_rt_real u) {
+  return 2.0f / (1.0f + modelc_rt_exp(-2.0f * u));
+}
 /* F.gelu(x, approximate="tanh"). */
-static inline float modelc_rt_gelu_tanh(float x) {
+static inline modelc_rt_real modelc_rt_gelu_tanh(modelc_rt_real x) {
   return 0.5f * x * modelc_rt_one_plus_tanh(0.79788456080286536f * (x + 0.044715f * x * x * x));
 }
 /* log(1 + e^x) without overflow: max(x, 0) + log1p(e^-|x|). */
-static inline float modelc_rt_softplus(float x) { return fmaxf(x, 0.0f) + log1pf(expf(-fabsf(x))); }
-static inline float modelc_rt_sign(float x) { return (float)((x > 0.0f) - (x < 0.0f)); }
-/* e^x for x <= 0 (a score minus its row's maximum) in a form that
- * vectorises, unlike expf without -ffast-math: x = n ln2 + r, |r| <=
- * ln2/2, e^r by its Taylor series to r^6 (within about 1 ulp), times 2^n
- * built in the exponent bits. 0 below -87 (e^-87 ~ 1e-38; -inf gives 0);
- * NaN stays NaN. */
+static inline modelc_rt_real modelc_rt_softplus(modelc_rt_real x) {
+  return modelc_rt_max(x, 0.0f) + modelc_rt_log1p(modelc_rt_exp(-modelc_rt_abs(x)));
+}
+static inline modelc_rt_real modelc_rt_sign(modelc_rt_real x) {
+  return (modelc_rt_real)((x > 0.0f) - (x < 0.0f));
+}
+modelc_rt_real modelc_rt_gelu_grad(modelc_rt_real x);      /* d gelu / dx */
+modelc_rt_real modelc_rt_gelu_tanh_grad(modelc_rt_real x); /* d gelu_tanh / dx */
+/* e^x for x <= 0 (a score minus its row's maximum). In the f32 build a
+ * form that vectorises, unlike expf without -ffast-math: x = n ln2 + r,
+ * |r| <= ln2/2, e^r by its Taylor series to r^6 (within about 1 ulp),
+ * times 2^n built in the exponent bits; 0 below -87 (e^-87 ~ 1e-38; -inf
+ * gives 0). NaN stays NaN. The double build calls exp. */
+#ifdef MODELC_DOUBLE
+static inline modelc_rt_real modelc_rt_exp_neg(modelc_rt_real x) { return exp(x); }
+#else
 static inline float modelc_rt_exp_neg(float x) {
   float c = x < -87.0f ? -87.0f : x;
   c = c == c ? c : 0.0f;
@@ -99,11 +161,10 @@ static inline float modelc_rt_exp_neg(float x) {
   float y = x < -87.0f ? 0.0f : p * scale.f;
   return x == x ? y : x;
 }
-float modelc_rt_gelu_grad(float x);      /* d gelu / dx */
-float modelc_rt_gelu_tanh_grad(float x); /* d gelu_tanh / dx */
+#endif
 /* d silu / dx = s (1 + x (1 - s)), s = sigmoid(x) */
-static inline float modelc_rt_silu_grad(float x) {
-  float s = modelc_rt_sigmoid(x);
+static inline modelc_rt_real modelc_rt_silu_grad(modelc_rt_real x) {
+  modelc_rt_real s = modelc_rt_sigmoid(x);
   return s * (1.0f + x * (1.0f - s));
 }
 
@@ -143,12 +204,12 @@ typedef struct modelc_rt_st_file {
 int modelc_rt_st_open(modelc_rt_st_file *f, const char *path, char *err, size_t errlen);
 void modelc_rt_st_close(modelc_rt_st_file *f);
 const modelc_rt_st_tensor *modelc_rt_st_find(const modelc_rt_st_file *f, const char *name);
-/* Reads a tensor converted to f32 (from F32, BF16, F16, F64) or i32
+/* Reads a tensor converted to modelc_rt_real (from F32, BF16, F16, F64) or i32
  * (from I32, I64 in range, U8); `count` must equal its element count.
  * Starting at element `first` and reading `count` elements reads a slice
  * of the first dimension (data sets). */
-int modelc_rt_st_read_f32(const modelc_rt_st_file *f, const modelc_rt_st_tensor *t, int64_t first,
-                          int64_t count, float *dst, char *err, size_t errlen);
+int modelc_rt_st_read_real(const modelc_rt_st_file *f, const modelc_rt_st_tensor *t, int64_t first,
+                           int64_t count, modelc_rt_real *dst, char *err, size_t errlen);
 int modelc_rt_st_read_i32(const modelc_rt_st_file *f, const modelc_rt_st_tensor *t, int64_t first,
                           int64_t count, int32_t *dst, char *err, size_t errlen);
 
@@ -165,8 +226,8 @@ typedef struct modelc_rt_st_entry {
  * then by name (the same bytes as its save_file), atomically: a temporary
  * file in the same directory, fsync, rename, fsync of the directory. On
  * failure nothing is left. */
-int modelc_rt_st_write(const char *path, const modelc_rt_st_entry *entries, int count,
-                       char *err, size_t errlen);
+int modelc_rt_st_write(const char *path, const modelc_rt_st_entry *entries, int count, char *err,
+                       size_t errlen);
 
 /* Whole files (rt_safetensors.c), for the data tools: a file read into
  * memory (*data malloc'd, the caller frees it), and a file written
@@ -177,7 +238,7 @@ int modelc_rt_write_file_atomic(const char *path, const void *const *parts, cons
                                 int count, char *err, size_t errlen);
 
 /* Loading a model's tensors (rt_model.c): tensor `want` from f into dst
- * (f32, or i64 for scalars such as num_batches_tracked): a missing or
+ * (modelc_rt_real for F32 tensors, or i64 for scalars such as num_batches_tracked): a missing or
  * misshaped tensor is an error naming file and tensor. */
 int modelc_rt_load_tensor(const modelc_rt_st_file *f, const modelc_rt_tensor_desc *want, void *dst,
                           char *err, size_t errlen);
@@ -219,26 +280,30 @@ int modelc_rt_idx_to_safetensors(const char *images_idx, const char *labels_idx,
 
 uint64_t modelc_rt_hash(uint64_t seed, uint64_t stream, uint64_t index);
 float modelc_rt_uniform(uint64_t seed, uint64_t stream, uint64_t index); /* [0, 1) */
-void modelc_rt_fill_normal(float *x, int64_t n, float mean, float std, uint64_t seed,
+void modelc_rt_fill_normal(modelc_rt_real *x, int64_t n, float mean, float std, uint64_t seed,
                            uint64_t stream);
-void modelc_rt_fill_uniform(float *x, int64_t n, float low, float high, uint64_t seed,
+void modelc_rt_fill_uniform(modelc_rt_real *x, int64_t n, float low, float high, uint64_t seed,
                             uint64_t stream);
-void modelc_rt_fill(float *x, int64_t n, float value);
+void modelc_rt_fill(modelc_rt_real *x, int64_t n, modelc_rt_real value);
 /* Inverted dropout: mask[i] = 0 with probability p, else 1/(1-p). */
-void modelc_rt_dropout_mask(float *mask, int64_t n, float p, uint64_t seed, uint64_t stream);
+void modelc_rt_dropout_mask(modelc_rt_real *mask, int64_t n, float p, uint64_t seed,
+                            uint64_t stream);
 
 /* ---- optimizers and schedules (PyTorch's formulas) ---- */
 
 /* torch.optim.AdamW for one tensor; step is 1-based (after increment).
  * param *= 1 - lr*wd; m = lerp(m, g, 1-b1); v = b2 v + (1-b2) g^2;
  * param -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps). */
-void modelc_rt_adamw(float *param, const float *grad, float *m, float *v, int64_t n, float lr,
-                     float beta1, float beta2, float eps, float weight_decay, int64_t step);
+void modelc_rt_adamw(modelc_rt_real *param, const modelc_rt_real *grad, modelc_rt_real *m,
+                     modelc_rt_real *v, int64_t n, modelc_rt_real lr, modelc_rt_real beta1,
+                     modelc_rt_real beta2, modelc_rt_real eps, modelc_rt_real weight_decay,
+                     int64_t step);
 /* torch.optim.SGD: d = g + wd*param; with momentum: buf = d on the first
  * step, else momentum*buf + d; nesterov: d += momentum*buf, else d = buf;
  * param -= lr*d. */
-void modelc_rt_sgd(float *param, const float *grad, float *buf, int64_t n, float lr,
-                   float momentum, int nesterov, float weight_decay, int first_step);
+void modelc_rt_sgd(modelc_rt_real *param, const modelc_rt_real *grad, modelc_rt_real *buf,
+                   int64_t n, modelc_rt_real lr, modelc_rt_real momentum, int nesterov,
+                   modelc_rt_real weight_decay, int first_step);
 
 typedef enum { MODELC_RT_CONSTANT, MODELC_RT_COSINE, MODELC_RT_LINEAR } modelc_rt_schedule_kind;
 
@@ -254,56 +319,61 @@ typedef struct modelc_rt_schedule {
 double modelc_rt_lr_at(const modelc_rt_schedule *s, int64_t step);
 
 /* Sum of squares of n floats, in double. */
-double modelc_rt_sum_squares(const float *x, int64_t n);
-void modelc_rt_scale(float *x, int64_t n, float factor);
+double modelc_rt_sum_squares(const modelc_rt_real *x, int64_t n);
+void modelc_rt_scale(modelc_rt_real *x, int64_t n, modelc_rt_real factor);
 
 /* ---- kernels used by generated code ----
- * Row-major f32 throughout. Shapes in the comments. */
+ * Row-major modelc_rt_real throughout. Shapes in the comments. */
 
 /* C[M,N] = alpha * op(A) op(B) + beta * C; op transposes when trans_*;
- * lda/ldb/ldc are row strides. cblas_sgemm, or loops with MODELC_NO_BLAS. */
-void modelc_rt_gemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-                    const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
-                    int64_t ldc);
+ * lda/ldb/ldc are row strides. cblas_sgemm (cblas_dgemm in the double
+ * build), or loops with MODELC_NO_BLAS. */
+void modelc_rt_gemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, modelc_rt_real alpha,
+                    const modelc_rt_real *a, int64_t lda, const modelc_rt_real *b, int64_t ldb,
+                    modelc_rt_real beta, modelc_rt_real *c, int64_t ldc);
 
 /* Softmax family over the middle dim of [outer, n, inner]. */
-void modelc_rt_softmax(float *y, const float *x, int64_t outer, int64_t n, int64_t inner);
-void modelc_rt_log_softmax(float *y, const float *x, int64_t outer, int64_t n, int64_t inner);
-void modelc_rt_softmax_grad(float *dx, const float *y, const float *g, int64_t outer, int64_t n,
-                            int64_t inner);
-void modelc_rt_log_softmax_grad(float *dx, const float *y, const float *g, int64_t outer,
-                                int64_t n, int64_t inner);
+void modelc_rt_softmax(modelc_rt_real *y, const modelc_rt_real *x, int64_t outer, int64_t n,
+                       int64_t inner);
+void modelc_rt_log_softmax(modelc_rt_real *y, const modelc_rt_real *x, int64_t outer, int64_t n,
+                           int64_t inner);
+void modelc_rt_softmax_grad(modelc_rt_real *dx, const modelc_rt_real *y, const modelc_rt_real *g,
+                            int64_t outer, int64_t n, int64_t inner);
+void modelc_rt_log_softmax_grad(modelc_rt_real *dx, const modelc_rt_real *y,
+                                const modelc_rt_real *g, int64_t outer, int64_t n, int64_t inner);
 
 /* Reductions of x [dims] over the axes with reduce[i] != 0; the result
  * has the kept dims in order (keepdim only changes the shape). */
-void modelc_rt_reduce_sum(float *y, const float *x, int rank, const int64_t *dims,
+void modelc_rt_reduce_sum(modelc_rt_real *y, const modelc_rt_real *x, int rank, const int64_t *dims,
                           const int *reduce);
-void modelc_rt_reduce_max(float *y, const float *x, int rank, const int64_t *dims,
+void modelc_rt_reduce_max(modelc_rt_real *y, const modelc_rt_real *x, int rank, const int64_t *dims,
                           const int *reduce);
 /* dx [dims] = g routed to the first maximum of each reduced group. */
-void modelc_rt_reduce_max_grad(float *dx, const float *x, const float *g, int rank,
-                               const int64_t *dims, const int *reduce);
+void modelc_rt_reduce_max_grad(modelc_rt_real *dx, const modelc_rt_real *x, const modelc_rt_real *g,
+                               int rank, const int64_t *dims, const int *reduce);
 
 /* logp [rows, classes], targets [rows]: mean of -logp[target] over rows
  * whose target != ignore_index (0 if none); targets out of range other
  * than ignore_index make it return NaN. */
-float modelc_rt_nll_loss(const float *logp, const int32_t *targets, int64_t rows, int64_t classes,
-                         int64_t ignore_index);
-void modelc_rt_nll_loss_grad(float *dlogp, const int32_t *targets, float g, int64_t rows,
-                             int64_t classes, int64_t ignore_index);
+modelc_rt_real modelc_rt_nll_loss(const modelc_rt_real *logp, const int32_t *targets, int64_t rows,
+                                  int64_t classes, int64_t ignore_index);
+void modelc_rt_nll_loss_grad(modelc_rt_real *dlogp, const int32_t *targets, modelc_rt_real g,
+                             int64_t rows, int64_t classes, int64_t ignore_index);
 /* Gated linear unit (rt_loss.c): y [rows, F] = act(h[:, :F]) * h[:, F:]
  * for h [rows, 2F]; act 0 silu, 1 gelu, 2 gelu_tanh, 3 sigmoid. The
  * gradient dh [rows, 2F] from g [rows, F]. */
-void modelc_rt_glu(float *y, const float *h, int64_t rows, int64_t f, int act);
-void modelc_rt_glu_grad(float *dh, const float *h, const float *g, int64_t rows, int64_t f, int act);
+void modelc_rt_glu(modelc_rt_real *y, const modelc_rt_real *h, int64_t rows, int64_t f, int act);
+void modelc_rt_glu_grad(modelc_rt_real *dh, const modelc_rt_real *h, const modelc_rt_real *g,
+                        int64_t rows, int64_t f, int act);
 /* Fused softmax cross-entropy (rt_loss.c): nll_loss(log_softmax(logits))
  * with lse [rows] = each row's log-sum-exp, and its gradient
  * dlogits = (softmax - onehot) * g / kept rows (ignored rows 0). */
-float modelc_rt_softmax_ce(float *lse, const float *logits, const int32_t *targets, int64_t rows,
-                           int64_t classes, int64_t ignore_index);
-void modelc_rt_softmax_ce_grad(float *dlogits, const float *logits, const float *lse,
-                               const int32_t *targets, float g, int64_t rows, int64_t classes,
-                               int64_t ignore_index);
+modelc_rt_real modelc_rt_softmax_ce(modelc_rt_real *lse, const modelc_rt_real *logits,
+                                    const int32_t *targets, int64_t rows, int64_t classes,
+                                    int64_t ignore_index);
+void modelc_rt_softmax_ce_grad(modelc_rt_real *dlogits, const modelc_rt_real *logits,
+                               const modelc_rt_real *lse, const int32_t *targets, modelc_rt_real g,
+                               int64_t rows, int64_t classes, int64_t ignore_index);
 
 /* 2-D convolution NCHW (conv1d is H = 1, kernel height 1): x [N,C,H,W],
  * w [O,C/groups,KH,KW] -> y [N,O,OH,OW]; no bias. */
@@ -311,58 +381,65 @@ typedef struct modelc_rt_conv {
   int64_t n, c, h, w, o, kh, kw, oh, ow;
   int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups;
 } modelc_rt_conv;
-void modelc_rt_conv2d(float *y, const float *x, const float *w, const modelc_rt_conv *p);
-void modelc_rt_conv2d_grad_input(float *dx, const float *g, const float *w, const modelc_rt_conv *p);
-void modelc_rt_conv2d_grad_weight(float *dw, const float *x, const float *g,
-                                  const modelc_rt_conv *p);
+void modelc_rt_conv2d(modelc_rt_real *y, const modelc_rt_real *x, const modelc_rt_real *w,
+                      const modelc_rt_conv *p);
+void modelc_rt_conv2d_grad_input(modelc_rt_real *dx, const modelc_rt_real *g,
+                                 const modelc_rt_real *w, const modelc_rt_conv *p);
+void modelc_rt_conv2d_grad_weight(modelc_rt_real *dw, const modelc_rt_real *x,
+                                  const modelc_rt_real *g, const modelc_rt_conv *p);
 
 /* precision: bf16 (rt_lowp.c): the same products with both operands
- * rounded to bfloat16 (nearest, ties to even) and f32 accumulation. */
-float modelc_rt_round_bf16(float x);
-void modelc_rt_gemm_bf16(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-                         const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
-                         float *c, int64_t ldc);
-void modelc_rt_conv2d_bf16(float *y, const float *x, const float *w, const modelc_rt_conv *p);
-void modelc_rt_conv2d_grad_input_bf16(float *dx, const float *g, const float *w,
-                                      const modelc_rt_conv *p);
-void modelc_rt_conv2d_grad_weight_bf16(float *dw, const float *x, const float *g,
-                                       const modelc_rt_conv *p);
+ * rounded to bfloat16 (nearest, ties to even) and f32 accumulation (in
+ * the double build: rounded the same way, accumulated in double). */
+modelc_rt_real modelc_rt_round_bf16(modelc_rt_real x);
+void modelc_rt_gemm_bf16(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                         modelc_rt_real alpha, const modelc_rt_real *a, int64_t lda,
+                         const modelc_rt_real *b, int64_t ldb, modelc_rt_real beta,
+                         modelc_rt_real *c, int64_t ldc);
+void modelc_rt_conv2d_bf16(modelc_rt_real *y, const modelc_rt_real *x, const modelc_rt_real *w,
+                           const modelc_rt_conv *p);
+void modelc_rt_conv2d_grad_input_bf16(modelc_rt_real *dx, const modelc_rt_real *g,
+                                      const modelc_rt_real *w, const modelc_rt_conv *p);
+void modelc_rt_conv2d_grad_weight_bf16(modelc_rt_real *dw, const modelc_rt_real *x,
+                                       const modelc_rt_real *g, const modelc_rt_conv *p);
 
 /* Pooling NCHW x [N,C,H,W] -> y [N,C,OH,OW]; avgpool counts padding
  * (count_include_pad=True, PyTorch's default). */
 typedef struct modelc_rt_pool {
   int64_t n, c, h, w, oh, ow, kh, kw, stride_h, stride_w, pad_h, pad_w;
 } modelc_rt_pool;
-void modelc_rt_maxpool2d(float *y, const float *x, const modelc_rt_pool *p);
-void modelc_rt_maxpool2d_grad(float *dx, const float *x, const float *g, const modelc_rt_pool *p);
-void modelc_rt_avgpool2d(float *y, const float *x, const modelc_rt_pool *p);
-void modelc_rt_avgpool2d_grad(float *dx, const float *g, const modelc_rt_pool *p);
+void modelc_rt_maxpool2d(modelc_rt_real *y, const modelc_rt_real *x, const modelc_rt_pool *p);
+void modelc_rt_maxpool2d_grad(modelc_rt_real *dx, const modelc_rt_real *x, const modelc_rt_real *g,
+                              const modelc_rt_pool *p);
+void modelc_rt_avgpool2d(modelc_rt_real *y, const modelc_rt_real *x, const modelc_rt_pool *p);
+void modelc_rt_avgpool2d_grad(modelc_rt_real *dx, const modelc_rt_real *g, const modelc_rt_pool *p);
 
 /* Upsampling NCHW by an integer scale: nearest, or bilinear with
  * align_corners=false. x [N*C, H, W] -> y [N*C, H*s, W*s]. */
-void modelc_rt_upsample_nearest(float *y, const float *x, int64_t planes, int64_t h, int64_t w,
-                                int64_t scale);
-void modelc_rt_upsample_nearest_grad(float *dx, const float *g, int64_t planes, int64_t h,
-                                     int64_t w, int64_t scale);
-void modelc_rt_upsample_bilinear(float *y, const float *x, int64_t planes, int64_t h, int64_t w,
-                                 int64_t scale);
-void modelc_rt_upsample_bilinear_grad(float *dx, const float *g, int64_t planes, int64_t h,
-                                      int64_t w, int64_t scale);
+void modelc_rt_upsample_nearest(modelc_rt_real *y, const modelc_rt_real *x, int64_t planes,
+                                int64_t h, int64_t w, int64_t scale);
+void modelc_rt_upsample_nearest_grad(modelc_rt_real *dx, const modelc_rt_real *g, int64_t planes,
+                                     int64_t h, int64_t w, int64_t scale);
+void modelc_rt_upsample_bilinear(modelc_rt_real *y, const modelc_rt_real *x, int64_t planes,
+                                 int64_t h, int64_t w, int64_t scale);
+void modelc_rt_upsample_bilinear_grad(modelc_rt_real *dx, const modelc_rt_real *g, int64_t planes,
+                                      int64_t h, int64_t w, int64_t scale);
 
 /* Embedding: out [count, dim] = table[ids[i]]. The check returns 0 when
  * every id is in [0, num), else -1; generated code calls it first. */
 int64_t modelc_rt_check_ids(const int32_t *ids, int64_t count, int64_t num);
-void modelc_rt_gather(float *out, const float *table, const int32_t *ids, int64_t count,
-                      int64_t dim);
+void modelc_rt_gather(modelc_rt_real *out, const modelc_rt_real *table, const int32_t *ids,
+                      int64_t count, int64_t dim);
 /* dtable [num, dim] += g rows at ids (dtable zeroed by the caller). */
-void modelc_rt_gather_grad(float *dtable, const int32_t *ids, const float *g, int64_t count,
-                           int64_t dim);
+void modelc_rt_gather_grad(modelc_rt_real *dtable, const int32_t *ids, const modelc_rt_real *g,
+                           int64_t count, int64_t dim);
 
 /* Rotary embedding, rotate-half: x [outer, T, hd], pairs (i, i + hd/2)
  * rotated by angle t * base^(-2i/hd). The gradient rotates back. */
-void modelc_rt_rope(float *y, const float *x, int64_t outer, int64_t t, int64_t hd, float base);
-void modelc_rt_rope_grad(float *dx, const float *g, int64_t outer, int64_t t, int64_t hd,
-                         float base);
+void modelc_rt_rope(modelc_rt_real *y, const modelc_rt_real *x, int64_t outer, int64_t t,
+                    int64_t hd, modelc_rt_real base);
+void modelc_rt_rope_grad(modelc_rt_real *dx, const modelc_rt_real *g, int64_t outer, int64_t t,
+                         int64_t hd, modelc_rt_real base);
 
 /* Attention mask [tq, tk]: 1 where i may attend to j. */
 void modelc_rt_attention_mask(uint8_t *mask, int64_t tq, int64_t tk, int causal, int64_t window,
@@ -382,15 +459,18 @@ typedef struct modelc_rt_flash {
   int64_t window, global;
   float scale, rope;
 } modelc_rt_flash;
-int modelc_rt_flash_attention(float *out, float *lse, const float *q, const float *k,
-                              const float *v, const modelc_rt_flash *p);
+int modelc_rt_flash_attention(modelc_rt_real *out, modelc_rt_real *lse, const modelc_rt_real *q,
+                              const modelc_rt_real *k, const modelc_rt_real *v,
+                              const modelc_rt_flash *p);
 /* dq, dk, dv (overwritten) from out, lse and the output's gradient dout. */
-int modelc_rt_flash_attention_grad(float *dq, float *dk, float *dv, const float *q, const float *k,
-                                   const float *v, const float *out, const float *lse,
-                                   const float *dout, const modelc_rt_flash *p);
+int modelc_rt_flash_attention_grad(modelc_rt_real *dq, modelc_rt_real *dk, modelc_rt_real *dv,
+                                   const modelc_rt_real *q, const modelc_rt_real *k,
+                                   const modelc_rt_real *v, const modelc_rt_real *out,
+                                   const modelc_rt_real *lse, const modelc_rt_real *dout,
+                                   const modelc_rt_flash *p);
 
 /* y = x permuted: y's dim i is x's dim perm[i]. */
-void modelc_rt_permute(float *y, const float *x, int rank, const int64_t *dims,
+void modelc_rt_permute(modelc_rt_real *y, const modelc_rt_real *x, int rank, const int64_t *dims,
                        const int64_t *perm);
 
 /* ---- timing ---- */
@@ -435,20 +515,25 @@ typedef struct modelc_rt_model {
    * state.safetensors and reads them back in place (through a cast) on
    * --resume. Returns the count written to entries (at most max). */
   int (*state)(void *model, modelc_rt_st_entry *entries, int max);
-  /* inputs[i] points at the data of input i (f32 or i32 as described);
+  /* inputs[i] points at the data of input i (modelc_rt_real for F32
+   * inputs, or i32, as described);
    * outputs[i] receives a pointer into the model, valid until the next
    * call; *loss is set when with_loss (all inputs given). */
-  int (*forward)(void *model, const void *const *inputs, const float **outputs, int with_loss,
-                 float *loss);
+  int (*forward)(void *model, const void *const *inputs, const modelc_rt_real **outputs,
+                 int with_loss, modelc_rt_real *loss);
   /* Training mode: forward and backward; gradients accumulate into the
    * model's buffers; returns 0 and sets *loss. */
-  int (*backward)(void *model, const void *const *inputs, const float **outputs, float *loss);
+  int (*backward)(void *model, const void *const *inputs, const modelc_rt_real **outputs,
+                  modelc_rt_real *loss);
   /* The optimizer step over accumulated gradients: average over
    * `micro_batches`, clip, update, zero the gradients; returns the
    * gradient norm before clipping in *grad_norm and the lr used. */
   int (*update)(void *model, int64_t micro_batches, double *grad_norm, double *lr);
-  const float *(*grad)(const void *model, int param); /* current gradient buffer */
-  int64_t (*step)(const void *model);                  /* optimizer steps done */
+  const modelc_rt_real *(*grad)(const void *model, int param); /* current gradient buffer */
+  int64_t (*step)(const void *model);                          /* optimizer steps done */
+  /* The values of a trainable parameter, in the model (the gradient
+   * check perturbs them in place). */
+  modelc_rt_real *(*param)(void *model, int param);
 } modelc_rt_model;
 
 /* `<model>_main train|run ...`: argument parsing, data, progress line,
@@ -459,6 +544,12 @@ int modelc_rt_main(int argc, char **argv, const modelc_rt_model *model);
 int modelc_rt_sample_main(int argc, char **argv, const modelc_rt_model *model);
 /* `bench`: times forward and training step on a synthetic batch (rt_bench.c). */
 int modelc_rt_bench_main(int argc, char **argv, const modelc_rt_model *model);
+#ifdef MODELC_DOUBLE
+/* `gradcheck` (double build only, rt_gradcheck.c): every parameter's
+ * gradient from the generated backward against central differences of
+ * the generated loss. */
+int modelc_rt_gradcheck_main(int argc, char **argv, const modelc_rt_model *model);
+#endif
 
 #ifdef __cplusplus
 }

@@ -39,9 +39,9 @@ enum { FA_BQ = 64, FA_BK = 128, FA_MAXD = MODELC_RT_FLASH_MAX_HEAD };
 
 typedef struct fa_ctx {
   const modelc_rt_flash *p;
-  int64_t group;          /* query heads per key/value head */
-  int64_t q_row, kv_row;  /* element distance between rows t and t+1 */
-  const float *cs, *sn;   /* rope: [T, hd/2] tables, or NULL */
+  int64_t group;                 /* query heads per key/value head */
+  int64_t q_row, kv_row;         /* element distance between rows t and t+1 */
+  const modelc_rt_real *cs, *sn; /* rope: [T, hd/2] tables, or NULL */
 } fa_ctx;
 
 /* Offset of row t of head h of batch b. */
@@ -60,15 +60,16 @@ static inline int fa_allowed(const modelc_rt_flash *p, int64_t i, int64_t j) {
 
 /* dst = src rotated by position t (sign +1) or back (-1); copies when
  * there is no rope. */
-static void fa_rotate(const fa_ctx *c, float *dst, const float *src, int64_t t, float sign) {
+static void fa_rotate(const fa_ctx *c, modelc_rt_real *dst, const modelc_rt_real *src, int64_t t,
+                      modelc_rt_real sign) {
   int64_t d = c->p->d, h = d / 2;
   if (!c->cs) {
     memcpy(dst, src, (size_t)d * sizeof *dst);
     return;
   }
-  const float *cs = c->cs + t * h, *sn = c->sn + t * h;
+  const modelc_rt_real *cs = c->cs + t * h, *sn = c->sn + t * h;
   for (int64_t i = 0; i < h; i++) {
-    float lo = src[i], hi = src[i + h], s = sign * sn[i];
+    modelc_rt_real lo = src[i], hi = src[i + h], s = sign * sn[i];
     dst[i] = lo * cs[i] - hi * s;
     dst[i + h] = hi * cs[i] + lo * s;
   }
@@ -123,11 +124,11 @@ static int fa_query_ranges(const modelc_rt_flash *p, int64_t j0, int64_t j1, int
 }
 
 /* Loads rows [i0, i0+n) of q, rotated and scaled, into qs [n][d]. */
-static void fa_load_q(const fa_ctx *c, float *qs, const float *q, int64_t b, int64_t h, int64_t i0,
-                      int64_t n) {
+static void fa_load_q(const fa_ctx *c, modelc_rt_real *qs, const modelc_rt_real *q, int64_t b,
+                      int64_t h, int64_t i0, int64_t n) {
   const modelc_rt_flash *p = c->p;
   for (int64_t r = 0; r < n; r++) {
-    float *row = qs + r * p->d;
+    modelc_rt_real *row = qs + r * p->d;
     fa_rotate(c, row, q + fa_off(c, b, h, p->h, i0 + r), i0 + r, 1.0f);
     for (int64_t k = 0; k < p->d; k++) row[k] *= p->scale;
   }
@@ -135,8 +136,8 @@ static void fa_load_q(const fa_ctx *c, float *qs, const float *q, int64_t b, int
 
 /* Rows [j0, j0+n) of k for head kvh: a pointer into k with its row
  * stride, or, with rope, rotated into kr [n][d]. */
-static const float *fa_keys(const fa_ctx *c, float *kr, const float *k, int64_t b, int64_t kvh,
-                            int64_t j0, int64_t n, int64_t *ld) {
+static const modelc_rt_real *fa_keys(const fa_ctx *c, modelc_rt_real *kr, const modelc_rt_real *k,
+                                     int64_t b, int64_t kvh, int64_t j0, int64_t n, int64_t *ld) {
   const modelc_rt_flash *p = c->p;
   if (!c->cs) {
     *ld = c->kv_row;
@@ -151,8 +152,8 @@ static const float *fa_keys(const fa_ctx *c, float *kr, const float *k, int64_t 
 /* Masked entries of the tile s [nq][FA_BK] (rows i0.., keys j0..) to
  * -inf. Tiles wholly inside the allowed region (all four corners allowed
  * and, with a window, every pair within it) skip the per-entry test. */
-static void fa_mask_tile(const modelc_rt_flash *p, float *s, int64_t i0, int64_t nq, int64_t j0,
-                         int64_t nk) {
+static void fa_mask_tile(const modelc_rt_flash *p, modelc_rt_real *s, int64_t i0, int64_t nq,
+                         int64_t j0, int64_t nk) {
   int64_t i1 = i0 + nq - 1, j1 = j0 + nk - 1;
   if (fa_allowed(p, i0, j0) && fa_allowed(p, i0, j1) && fa_allowed(p, i1, j0) &&
       fa_allowed(p, i1, j1) && (p->window == 0 || (i1 - j0 < p->window && j1 - i0 < p->window)))
@@ -164,57 +165,59 @@ static void fa_mask_tile(const modelc_rt_flash *p, float *s, int64_t i0, int64_t
 
 /* One block of query rows of head h: the online softmax over the key
  * blocks it may see, two GEMMs per key block (S = Qs K^T, acc += P V). */
-static void fa_forward_block(const fa_ctx *c, float *out, float *lse, const float *q,
-                             const float *k, const float *v, int64_t b, int64_t h, int64_t i0) {
+static void fa_forward_block(const fa_ctx *c, modelc_rt_real *out, modelc_rt_real *lse,
+                             const modelc_rt_real *q, const modelc_rt_real *k,
+                             const modelc_rt_real *v, int64_t b, int64_t h, int64_t i0) {
   const modelc_rt_flash *p = c->p;
   int64_t d = p->d, nq = p->t - i0 < FA_BQ ? p->t - i0 : FA_BQ, kvh = h / c->group;
-  float qs[FA_BQ * FA_MAXD], kr[FA_BK * FA_MAXD], s[FA_BQ * FA_BK], acc[FA_BQ * FA_MAXD];
-  float m[FA_BQ], l[FA_BQ];
+  modelc_rt_real qs[FA_BQ * FA_MAXD], kr[FA_BK * FA_MAXD], s[FA_BQ * FA_BK], acc[FA_BQ * FA_MAXD];
+  modelc_rt_real m[FA_BQ], l[FA_BQ];
   fa_load_q(c, qs, q, b, h, i0, nq);
   for (int64_t r = 0; r < nq; r++) m[r] = -INFINITY, l[r] = 0.0f;
-  memset(acc, 0, sizeof(float) * (size_t)(nq * d));
+  memset(acc, 0, sizeof(modelc_rt_real) * (size_t)(nq * d));
   int64_t ranges[4];
   int count = fa_key_ranges(p, i0, i0 + nq, ranges);
   for (int g = 0; g < count; g++)
     for (int64_t j0 = ranges[2 * g]; j0 < ranges[2 * g + 1]; j0 += FA_BK) {
       int64_t nk = ranges[2 * g + 1] - j0 < FA_BK ? ranges[2 * g + 1] - j0 : FA_BK, ldk;
-      const float *kp = fa_keys(c, kr, k, b, kvh, j0, nk, &ldk);
+      const modelc_rt_real *kp = fa_keys(c, kr, k, b, kvh, j0, nk, &ldk);
       modelc_rt_gemm(0, 1, nq, nk, d, 1.0f, qs, d, kp, ldk, 0.0f, s, FA_BK);
       fa_mask_tile(p, s, i0, nq, j0, nk);
       for (int64_t r = 0; r < nq; r++) {
-        float *sr = s + r * FA_BK, mx = m[r];
+        modelc_rt_real *sr = s + r * FA_BK, mx = m[r];
         for (int64_t j = 0; j < nk; j++) mx = sr[j] > mx ? sr[j] : mx;
         if (mx == -INFINITY) { /* nothing visible yet: P = 0 */
-          memset(sr, 0, sizeof(float) * (size_t)nk);
+          memset(sr, 0, sizeof(modelc_rt_real) * (size_t)nk);
           continue;
         }
-        for (int64_t j = 0; j < nk; j++) sr[j] = sr[j] == -INFINITY ? 0.0f : modelc_rt_exp_neg(sr[j] - mx);
-        float sum = 0.0f;
+        for (int64_t j = 0; j < nk; j++)
+          sr[j] = sr[j] == -INFINITY ? 0.0f : modelc_rt_exp_neg(sr[j] - mx);
+        modelc_rt_real sum = 0.0f;
         for (int64_t j = 0; j < nk; j++) sum += sr[j];
-        float corr = m[r] == -INFINITY ? 0.0f : modelc_rt_exp_neg(m[r] - mx);
+        modelc_rt_real corr = m[r] == -INFINITY ? 0.0f : modelc_rt_exp_neg(m[r] - mx);
         l[r] = l[r] * corr + sum;
         m[r] = mx;
         if (corr != 1.0f)
           for (int64_t x = 0; x < d; x++) acc[r * d + x] *= corr;
       }
-      modelc_rt_gemm(0, 0, nq, d, nk, 1.0f, s, FA_BK, v + fa_off(c, b, kvh, p->kv_h, j0),
-                     c->kv_row, 1.0f, acc, d);
+      modelc_rt_gemm(0, 0, nq, d, nk, 1.0f, s, FA_BK, v + fa_off(c, b, kvh, p->kv_h, j0), c->kv_row,
+                     1.0f, acc, d);
     }
   for (int64_t r = 0; r < nq; r++) {
-    float *o = out + fa_off(c, b, h, p->h, i0 + r);
-    float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+    modelc_rt_real *o = out + fa_off(c, b, h, p->h, i0 + r);
+    modelc_rt_real inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
     for (int64_t x = 0; x < d; x++) o[x] = acc[r * d + x] * inv;
-    lse[(b * p->h + h) * p->t + i0 + r] = l[r] > 0.0f ? m[r] + logf(l[r]) : INFINITY;
+    lse[(b * p->h + h) * p->t + i0 + r] = l[r] > 0.0f ? m[r] + modelc_rt_log(l[r]) : INFINITY;
   }
 }
 
 /* Rope tables cos/sin [T, hd/2] as modelc_rt_rope computes them; NULL
  * when there is no rope or no memory (then *failed is set). */
-static float *fa_rope_tables(const modelc_rt_flash *p, int *failed) {
+static modelc_rt_real *fa_rope_tables(const modelc_rt_flash *p, int *failed) {
   *failed = 0;
   if (p->rope <= 0.0f) return NULL;
   int64_t h = p->d / 2;
-  float *t = malloc(sizeof(float) * (size_t)(2 * p->t * h + 1));
+  modelc_rt_real *t = malloc(sizeof(modelc_rt_real) * (size_t)(2 * p->t * h + 1));
   if (!t) {
     *failed = 1;
     return NULL;
@@ -223,28 +226,29 @@ static float *fa_rope_tables(const modelc_rt_flash *p, int *failed) {
     double freq = pow((double)p->rope, -2.0 * (double)i / (double)p->d);
     for (int64_t pos = 0; pos < p->t; pos++) {
       double a = (double)pos * freq;
-      t[pos * h + i] = (float)cos(a);
-      t[p->t * h + pos * h + i] = (float)sin(a);
+      t[pos * h + i] = (modelc_rt_real)cos(a);
+      t[p->t * h + pos * h + i] = (modelc_rt_real)sin(a);
     }
   }
   return t;
 }
 
-static int fa_setup(fa_ctx *c, const modelc_rt_flash *p, float **tables) {
+static int fa_setup(fa_ctx *c, const modelc_rt_flash *p, modelc_rt_real **tables) {
   int failed;
   if (p->d > FA_MAXD || p->d < 1 || p->kv_h < 1 || p->h % p->kv_h != 0) return -1;
   *tables = fa_rope_tables(p, &failed);
   if (failed) return -1;
-  *c = (fa_ctx){p, p->h / p->kv_h, p->bthd ? p->h * p->d : p->d, p->bthd ? p->kv_h * p->d : p->d,
-                NULL, NULL};
+  *c = (fa_ctx){
+      p, p->h / p->kv_h, p->bthd ? p->h * p->d : p->d, p->bthd ? p->kv_h * p->d : p->d, NULL, NULL};
   if (*tables) c->cs = *tables, c->sn = *tables + p->t * (p->d / 2);
   return 0;
 }
 
-int modelc_rt_flash_attention(float *out, float *lse, const float *q, const float *k,
-                              const float *v, const modelc_rt_flash *p) {
+int modelc_rt_flash_attention(modelc_rt_real *out, modelc_rt_real *lse, const modelc_rt_real *q,
+                              const modelc_rt_real *k, const modelc_rt_real *v,
+                              const modelc_rt_flash *p) {
   fa_ctx c;
-  float *tables;
+  modelc_rt_real *tables;
   if (fa_setup(&c, p, &tables) != 0) return -1;
   int64_t blocks = (p->t + FA_BQ - 1) / FA_BQ, tasks = p->b * p->h * blocks;
   FA_PARALLEL_FOR
@@ -260,14 +264,14 @@ int modelc_rt_flash_attention(float *out, float *lse, const float *q, const floa
 /* Query rows [i0, i0+nq) of head h: qs (rotated, scaled), a pointer to
  * their dout rows (row stride q_row), lse and D = rowsum(dout * out). */
 typedef struct fa_rows {
-  float qs[FA_BQ * FA_MAXD];
-  const float *dout;
-  float lse[FA_BQ], dsum[FA_BQ];
+  modelc_rt_real qs[FA_BQ * FA_MAXD];
+  const modelc_rt_real *dout;
+  modelc_rt_real lse[FA_BQ], dsum[FA_BQ];
 } fa_rows;
 
-static void fa_load_rows(const fa_ctx *c, fa_rows *w, const float *q, const float *out,
-                         const float *lse, const float *dout, int64_t b, int64_t h, int64_t i0,
-                         int64_t nq) {
+static void fa_load_rows(const fa_ctx *c, fa_rows *w, const modelc_rt_real *q,
+                         const modelc_rt_real *out, const modelc_rt_real *lse,
+                         const modelc_rt_real *dout, int64_t b, int64_t h, int64_t i0, int64_t nq) {
   const modelc_rt_flash *p = c->p;
   int64_t d = p->d;
   fa_load_q(c, w->qs, q, b, h, i0, nq);
@@ -276,24 +280,24 @@ static void fa_load_rows(const fa_ctx *c, fa_rows *w, const float *q, const floa
     int64_t off = fa_off(c, b, h, p->h, i0 + r);
     double sum = 0.0;
     for (int64_t x = 0; x < d; x++) sum += (double)dout[off + x] * out[off + x];
-    w->dsum[r] = (float)sum;
+    w->dsum[r] = (modelc_rt_real)sum;
     w->lse[r] = lse[(b * p->h + h) * p->t + i0 + r];
   }
 }
 
 /* The tile's probabilities P (into s) and dS = P (dP - D) (into ds), for
  * rows w against keys kp (row stride ldk) and their values vp. */
-static void fa_tile_grads(const fa_ctx *c, const fa_rows *w, const float *kp, int64_t ldk,
-                          const float *vp, float *s, float *ds, int64_t i0, int64_t nq, int64_t j0,
-                          int64_t nk) {
+static void fa_tile_grads(const fa_ctx *c, const fa_rows *w, const modelc_rt_real *kp, int64_t ldk,
+                          const modelc_rt_real *vp, modelc_rt_real *s, modelc_rt_real *ds,
+                          int64_t i0, int64_t nq, int64_t j0, int64_t nk) {
   const modelc_rt_flash *p = c->p;
   modelc_rt_gemm(0, 1, nq, nk, p->d, 1.0f, w->qs, p->d, kp, ldk, 0.0f, s, FA_BK);
   fa_mask_tile(p, s, i0, nq, j0, nk);
   modelc_rt_gemm(0, 1, nq, nk, p->d, 1.0f, w->dout, c->q_row, vp, c->kv_row, 0.0f, ds, FA_BK);
   for (int64_t r = 0; r < nq; r++) {
-    float *sr = s + r * FA_BK, *dr = ds + r * FA_BK, lr = w->lse[r], dsum = w->dsum[r];
+    modelc_rt_real *sr = s + r * FA_BK, *dr = ds + r * FA_BK, lr = w->lse[r], dsum = w->dsum[r];
     for (int64_t j = 0; j < nk; j++) {
-      float pj = sr[j] != -INFINITY ? modelc_rt_exp_neg(sr[j] - lr) : 0.0f;
+      modelc_rt_real pj = sr[j] != -INFINITY ? modelc_rt_exp_neg(sr[j] - lr) : 0.0f;
       sr[j] = pj;
       dr[j] = pj * (dr[j] - dsum);
     }
@@ -302,18 +306,20 @@ static void fa_tile_grads(const fa_ctx *c, const fa_rows *w, const float *kp, in
 
 /* dk, dv of keys [j0, j0+nk) of head kvh: every query head of its group,
  * every query block that sees them (dV += P^T dO, dK += dS^T Qs). */
-static void fa_backward_keys(const fa_ctx *c, float *dk, float *dv, const float *q, const float *k,
-                             const float *v, const float *out, const float *lse,
-                             const float *dout, int64_t b, int64_t kvh, int64_t j0) {
+static void fa_backward_keys(const fa_ctx *c, modelc_rt_real *dk, modelc_rt_real *dv,
+                             const modelc_rt_real *q, const modelc_rt_real *k,
+                             const modelc_rt_real *v, const modelc_rt_real *out,
+                             const modelc_rt_real *lse, const modelc_rt_real *dout, int64_t b,
+                             int64_t kvh, int64_t j0) {
   const modelc_rt_flash *p = c->p;
   int64_t d = p->d, nk = p->t - j0 < FA_BK ? p->t - j0 : FA_BK, ldk;
-  float kr[FA_BK * FA_MAXD], s[FA_BQ * FA_BK], ds[FA_BQ * FA_BK];
-  float dka[FA_BK * FA_MAXD], dva[FA_BK * FA_MAXD];
+  modelc_rt_real kr[FA_BK * FA_MAXD], s[FA_BQ * FA_BK], ds[FA_BQ * FA_BK];
+  modelc_rt_real dka[FA_BK * FA_MAXD], dva[FA_BK * FA_MAXD];
   fa_rows w;
-  const float *kp = fa_keys(c, kr, k, b, kvh, j0, nk, &ldk);
-  const float *vp = v + fa_off(c, b, kvh, p->kv_h, j0);
-  memset(dka, 0, sizeof(float) * (size_t)(nk * d));
-  memset(dva, 0, sizeof(float) * (size_t)(nk * d));
+  const modelc_rt_real *kp = fa_keys(c, kr, k, b, kvh, j0, nk, &ldk);
+  const modelc_rt_real *vp = v + fa_off(c, b, kvh, p->kv_h, j0);
+  memset(dka, 0, sizeof(modelc_rt_real) * (size_t)(nk * d));
+  memset(dva, 0, sizeof(modelc_rt_real) * (size_t)(nk * d));
   int64_t ranges[4];
   int count = fa_query_ranges(p, j0, j0 + nk, ranges);
   for (int64_t h = kvh * c->group; h < (kvh + 1) * c->group; h++)
@@ -328,26 +334,27 @@ static void fa_backward_keys(const fa_ctx *c, float *dk, float *dv, const float 
   for (int64_t j = 0; j < nk; j++) {
     int64_t off = fa_off(c, b, kvh, p->kv_h, j0 + j);
     fa_rotate(c, dk + off, dka + j * d, j0 + j, -1.0f);
-    memcpy(dv + off, dva + j * d, (size_t)d * sizeof(float));
+    memcpy(dv + off, dva + j * d, (size_t)d * sizeof(modelc_rt_real));
   }
 }
 
 /* dq of query rows [i0, i0+FA_BQ) of head h: dQ += dS K, times scale. */
-static void fa_backward_queries(const fa_ctx *c, float *dq, const float *q, const float *k,
-                                const float *v, const float *out, const float *lse,
-                                const float *dout, int64_t b, int64_t h, int64_t i0) {
+static void fa_backward_queries(const fa_ctx *c, modelc_rt_real *dq, const modelc_rt_real *q,
+                                const modelc_rt_real *k, const modelc_rt_real *v,
+                                const modelc_rt_real *out, const modelc_rt_real *lse,
+                                const modelc_rt_real *dout, int64_t b, int64_t h, int64_t i0) {
   const modelc_rt_flash *p = c->p;
   int64_t d = p->d, nq = p->t - i0 < FA_BQ ? p->t - i0 : FA_BQ, kvh = h / c->group;
-  float kr[FA_BK * FA_MAXD], s[FA_BQ * FA_BK], ds[FA_BQ * FA_BK], dqa[FA_BQ * FA_MAXD];
+  modelc_rt_real kr[FA_BK * FA_MAXD], s[FA_BQ * FA_BK], ds[FA_BQ * FA_BK], dqa[FA_BQ * FA_MAXD];
   fa_rows w;
   fa_load_rows(c, &w, q, out, lse, dout, b, h, i0, nq);
-  memset(dqa, 0, sizeof(float) * (size_t)(nq * d));
+  memset(dqa, 0, sizeof(modelc_rt_real) * (size_t)(nq * d));
   int64_t ranges[4];
   int count = fa_key_ranges(p, i0, i0 + nq, ranges);
   for (int g = 0; g < count; g++)
     for (int64_t j0 = ranges[2 * g]; j0 < ranges[2 * g + 1]; j0 += FA_BK) {
       int64_t nk = ranges[2 * g + 1] - j0 < FA_BK ? ranges[2 * g + 1] - j0 : FA_BK, ldk;
-      const float *kp = fa_keys(c, kr, k, b, kvh, j0, nk, &ldk);
+      const modelc_rt_real *kp = fa_keys(c, kr, k, b, kvh, j0, nk, &ldk);
       fa_tile_grads(c, &w, kp, ldk, v + fa_off(c, b, kvh, p->kv_h, j0), s, ds, i0, nq, j0, nk);
       modelc_rt_gemm(0, 0, nq, d, nk, p->scale, ds, FA_BK, kp, ldk, 1.0f, dqa, d);
     }
@@ -355,11 +362,13 @@ static void fa_backward_queries(const fa_ctx *c, float *dq, const float *q, cons
     fa_rotate(c, dq + fa_off(c, b, h, p->h, i0 + r), dqa + r * d, i0 + r, -1.0f);
 }
 
-int modelc_rt_flash_attention_grad(float *dq, float *dk, float *dv, const float *q, const float *k,
-                                   const float *v, const float *out, const float *lse,
-                                   const float *dout, const modelc_rt_flash *p) {
+int modelc_rt_flash_attention_grad(modelc_rt_real *dq, modelc_rt_real *dk, modelc_rt_real *dv,
+                                   const modelc_rt_real *q, const modelc_rt_real *k,
+                                   const modelc_rt_real *v, const modelc_rt_real *out,
+                                   const modelc_rt_real *lse, const modelc_rt_real *dout,
+                                   const modelc_rt_flash *p) {
   fa_ctx c;
-  float *tables;
+  modelc_rt_real *tables;
   if (fa_setup(&c, p, &tables) != 0) return -1;
   int64_t kblocks = (p->t + FA_BK - 1) / FA_BK, ktasks = p->b * p->kv_h * kblocks;
   FA_PARALLEL_FOR

@@ -46,18 +46,18 @@ float modelc_rt_f16_to_f32(uint16_t v) {
 }
 
 /* d/dx [x * Phi(x)] = Phi(x) + x * phi(x) */
-float modelc_rt_gelu_grad(float x) {
-  float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
-  float pdf = 0.39894228040143268f * expf(-0.5f * x * x);
+modelc_rt_real modelc_rt_gelu_grad(modelc_rt_real x) {
+  modelc_rt_real cdf = 0.5f * (1.0f + modelc_rt_erf(x * 0.70710678118654752f));
+  modelc_rt_real pdf = 0.39894228040143268f * modelc_rt_exp(-0.5f * x * x);
   return cdf + x * pdf;
 }
 
 /* d/dx of 0.5 x (1 + tanh(u)), u = c (x + 0.044715 x^3) */
-float modelc_rt_gelu_tanh_grad(float x) {
-  const float c = 0.79788456080286536f;
-  float u = c * (x + 0.044715f * x * x * x);
-  float t = modelc_rt_one_plus_tanh(u) - 1.0f;
-  float du = c * (1.0f + 3.0f * 0.044715f * x * x);
+modelc_rt_real modelc_rt_gelu_tanh_grad(modelc_rt_real x) {
+  const modelc_rt_real c = 0.79788456080286536f;
+  modelc_rt_real u = c * (x + 0.044715f * x * x * x);
+  modelc_rt_real t = modelc_rt_one_plus_tanh(u) - 1.0f;
+  modelc_rt_real du = c * (1.0f + 3.0f * 0.044715f * x * x);
   return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
 }
 

@@ -81,14 +81,14 @@ static double bench_items(const modelc_rt_model *m) {
 typedef int (*bench_fn)(const modelc_rt_model *m, void *model, void **batch);
 
 static int bench_forward(const modelc_rt_model *m, void *model, void **batch) {
-  const float *outputs[64];
-  float loss;
+  const modelc_rt_real *outputs[64];
+  modelc_rt_real loss;
   return m->forward(model, (const void *const *)batch, outputs, 0, &loss);
 }
 
 static int bench_train(const modelc_rt_model *m, void *model, void **batch) {
-  const float *outputs[64];
-  float loss;
+  const modelc_rt_real *outputs[64];
+  modelc_rt_real loss;
   double norm, lr;
   if (m->backward(model, (const void *const *)batch, outputs, &loss) != 0) return -1;
   return m->update(model, 1, &norm, &lr);
@@ -137,16 +137,18 @@ int modelc_rt_bench_main(int argc, char **argv, const modelc_rt_model *m) {
   for (int i = 0; i < m->num_inputs && !failed; i++) {
     int64_t n = 1;
     for (int d = 0; d < m->inputs[i].rank; d++) n *= m->inputs[i].shape[d];
-    batch[i] = malloc((size_t)(n > 0 ? n : 1) * 4);
+    int i32 = m->inputs[i].dtype == MODELC_RT_I32;
+    batch[i] = malloc((size_t)(n > 0 ? n : 1) * (i32 ? sizeof(int32_t) : sizeof(modelc_rt_real)));
     if (!batch[i]) {
       failed = 1;
       break;
     }
     for (int64_t j = 0; j < n; j++) {
-      if (m->inputs[i].dtype == MODELC_RT_I32)
+      if (i32)
         ((int32_t *)batch[i])[j] = (int32_t)(j % 2);
       else
-        ((float *)batch[i])[j] = 2.0f * modelc_rt_uniform(1337, (uint64_t)i, (uint64_t)j) - 1.0f;
+        ((modelc_rt_real *)batch[i])[j] =
+            2.0f * (modelc_rt_real)modelc_rt_uniform(1337, (uint64_t)i, (uint64_t)j) - 1.0f;
     }
   }
   if (failed) {

@@ -60,26 +60,26 @@ static int64_t conv_chunk(const modelc_rt_conv *p, int64_t k) {
 
 /* col [cg*KH*KW, nb*OH*OW] (image i in columns i*OH*OW...) from channels
  * [c0, c0+cg) of x [nb, C, H, W]. */
-static void conv_im2col(float *col, const float *x, int64_t nb, int64_t c0, int64_t cg,
-                        const modelc_rt_conv *p) {
+static void conv_im2col(modelc_rt_real *col, const modelc_rt_real *x, int64_t nb, int64_t c0,
+                        int64_t cg, const modelc_rt_conv *p) {
   int64_t rows = cg * p->kh * p->kw, plane = p->oh * p->ow, ld = nb * plane;
   CONV_OMP("omp parallel for if(nb * rows * plane >= CONV_PARALLEL_MIN)")
   for (int64_t item = 0; item < nb * rows; item++) {
     int64_t img = item / rows, row = item % rows;
     int64_t c = row / (p->kh * p->kw), i = row / p->kw % p->kh, j = row % p->kw;
-    const float *xc = x + (img * p->c + c0 + c) * p->h * p->w;
-    float *dst = col + row * ld + img * plane;
+    const modelc_rt_real *xc = x + (img * p->c + c0 + c) * p->h * p->w;
+    modelc_rt_real *dst = col + row * ld + img * plane;
     int64_t off_h = i * p->dil_h - p->pad_h, off_w = j * p->dil_w - p->pad_w;
     int64_t ox_lo, ox_hi;
     conv_valid_range(p->ow, p->stride_w, off_w, p->w, &ox_lo, &ox_hi);
     for (int64_t oy = 0; oy < p->oh; oy++) {
-      float *d = dst + oy * p->ow;
+      modelc_rt_real *d = dst + oy * p->ow;
       int64_t iy = oy * p->stride_h + off_h;
       if (iy < 0 || iy >= p->h) {
         memset(d, 0, (size_t)p->ow * sizeof *d);
         continue;
       }
-      const float *src = xc + iy * p->w + off_w;
+      const modelc_rt_real *src = xc + iy * p->w + off_w;
       for (int64_t ox = 0; ox < ox_lo; ox++) d[ox] = 0.0f;
       if (p->stride_w == 1)
         memcpy(d + ox_lo, src + ox_lo, (size_t)(ox_hi - ox_lo) * sizeof *d);
@@ -93,25 +93,25 @@ static void conv_im2col(float *col, const float *x, int64_t nb, int64_t c0, int6
 /* Channels [c0, c0+cg) of dx [nb, C, H, W] = col [cg*KH*KW, nb*OH*OW]
  * summed back onto the inputs each entry came from (padding dropped).
  * (image, channel) pairs are independent. */
-static void conv_col2im(float *dx, const float *col, int64_t nb, int64_t c0, int64_t cg,
-                        const modelc_rt_conv *p) {
+static void conv_col2im(modelc_rt_real *dx, const modelc_rt_real *col, int64_t nb, int64_t c0,
+                        int64_t cg, const modelc_rt_conv *p) {
   int64_t plane = p->oh * p->ow, ld = nb * plane;
   CONV_OMP("omp parallel for if(nb * cg * p->kh * p->kw * plane >= CONV_PARALLEL_MIN)")
   for (int64_t item = 0; item < nb * cg; item++) {
     int64_t img = item / cg, c = item % cg;
-    float *dxc = dx + (img * p->c + c0 + c) * p->h * p->w;
+    modelc_rt_real *dxc = dx + (img * p->c + c0 + c) * p->h * p->w;
     memset(dxc, 0, (size_t)(p->h * p->w) * sizeof *dxc);
     for (int64_t i = 0; i < p->kh; i++)
       for (int64_t j = 0; j < p->kw; j++) {
-        const float *src = col + ((c * p->kh + i) * p->kw + j) * ld + img * plane;
+        const modelc_rt_real *src = col + ((c * p->kh + i) * p->kw + j) * ld + img * plane;
         int64_t off_h = i * p->dil_h - p->pad_h, off_w = j * p->dil_w - p->pad_w;
         int64_t ox_lo, ox_hi;
         conv_valid_range(p->ow, p->stride_w, off_w, p->w, &ox_lo, &ox_hi);
         for (int64_t oy = 0; oy < p->oh; oy++) {
           int64_t iy = oy * p->stride_h + off_h;
           if (iy < 0 || iy >= p->h) continue;
-          float *d = dxc + iy * p->w + off_w;
-          const float *s = src + oy * p->ow;
+          modelc_rt_real *d = dxc + iy * p->w + off_w;
+          const modelc_rt_real *s = src + oy * p->ow;
           for (int64_t ox = ox_lo; ox < ox_hi; ox++) d[ox * p->stride_w] += s[ox];
         }
       }
@@ -120,8 +120,8 @@ static void conv_col2im(float *dx, const float *col, int64_t nb, int64_t c0, int
 
 /* Without memory for col: direct loops, slow but exact. `which` 0: y =
  * conv(x, w); 1: dx from g and w; 2: dw from x and g. */
-static void conv_direct(float *out, const float *a, const float *b, const modelc_rt_conv *p,
-                        int which) {
+static void conv_direct(modelc_rt_real *out, const modelc_rt_real *a, const modelc_rt_real *b,
+                        const modelc_rt_conv *p, int which) {
   int64_t cg = p->c / p->groups, og = p->o / p->groups;
   int64_t n_out = which == 0   ? p->n * p->o * p->oh * p->ow
                   : which == 1 ? p->n * p->c * p->h * p->w
@@ -154,7 +154,8 @@ static void conv_direct(float *out, const float *a, const float *b, const modelc
 }
 
 /* y [N,O,OH,OW] = x [N,C,H,W] (*) w [O,C/groups,KH,KW]. */
-void modelc_rt_conv2d(float *y, const float *x, const float *w, const modelc_rt_conv *p) {
+void modelc_rt_conv2d(modelc_rt_real *y, const modelc_rt_real *x, const modelc_rt_real *w,
+                      const modelc_rt_conv *p) {
   int64_t cg = p->c / p->groups, og = p->o / p->groups, k = cg * p->kh * p->kw;
   int64_t plane = p->oh * p->ow, in_plane = p->h * p->w;
   if (conv_is_pointwise(p)) { /* y_g [Og, H*W] = w_g [Og, Cg] x_g [Cg, H*W] */
@@ -166,7 +167,7 @@ void modelc_rt_conv2d(float *y, const float *x, const float *w, const modelc_rt_
     return;
   }
   int64_t chunk = conv_chunk(p, k);
-  float *col = malloc((size_t)(k * chunk * plane) * sizeof *col);
+  modelc_rt_real *col = malloc((size_t)(k * chunk * plane) * sizeof *col);
   if (!col) {
     conv_direct(y, x, w, p, 0);
     return;
@@ -185,8 +186,8 @@ void modelc_rt_conv2d(float *y, const float *x, const float *w, const modelc_rt_
 }
 
 /* dx [N,C,H,W] from g [N,O,OH,OW] and w [O,C/groups,KH,KW]. */
-void modelc_rt_conv2d_grad_input(float *dx, const float *g, const float *w,
-                                 const modelc_rt_conv *p) {
+void modelc_rt_conv2d_grad_input(modelc_rt_real *dx, const modelc_rt_real *g,
+                                 const modelc_rt_real *w, const modelc_rt_conv *p) {
   int64_t cg = p->c / p->groups, og = p->o / p->groups, k = cg * p->kh * p->kw;
   int64_t plane = p->oh * p->ow, in_plane = p->h * p->w;
   if (conv_is_pointwise(p)) { /* dx_g [Cg, H*W] = w_g^T [Cg, Og] g_g [Og, H*W] */
@@ -198,7 +199,7 @@ void modelc_rt_conv2d_grad_input(float *dx, const float *g, const float *w,
     return;
   }
   int64_t chunk = conv_chunk(p, k);
-  float *col = malloc((size_t)(k * chunk * plane) * sizeof *col);
+  modelc_rt_real *col = malloc((size_t)(k * chunk * plane) * sizeof *col);
   if (!col) {
     conv_direct(dx, g, w, p, 1);
     return;
@@ -218,8 +219,8 @@ void modelc_rt_conv2d_grad_input(float *dx, const float *g, const float *w,
 }
 
 /* dw [O,C/groups,KH,KW] = sum over images of g_g col^T. */
-void modelc_rt_conv2d_grad_weight(float *dw, const float *x, const float *g,
-                                  const modelc_rt_conv *p) {
+void modelc_rt_conv2d_grad_weight(modelc_rt_real *dw, const modelc_rt_real *x,
+                                  const modelc_rt_real *g, const modelc_rt_conv *p) {
   int64_t cg = p->c / p->groups, og = p->o / p->groups, k = cg * p->kh * p->kw;
   int64_t plane = p->oh * p->ow, in_plane = p->h * p->w;
   memset(dw, 0, (size_t)(p->o * k) * sizeof *dw);
@@ -233,12 +234,12 @@ void modelc_rt_conv2d_grad_weight(float *dw, const float *x, const float *g,
   /* A chunk of images is one GEMM with inner dim nb*OH*OW: col [K,
    * nb*OH*OW] and the matching g_g rows gathered into gcat [Og, nb*OH*OW]. */
   int64_t chunk = conv_chunk(p, k);
-  float *col = malloc((size_t)((k + og) * chunk * plane) * sizeof *col);
+  modelc_rt_real *col = malloc((size_t)((k + og) * chunk * plane) * sizeof *col);
   if (!col) {
     conv_direct(dw, x, g, p, 2);
     return;
   }
-  float *gcat = col + k * chunk * plane;
+  modelc_rt_real *gcat = col + k * chunk * plane;
   for (int64_t n0 = 0; n0 < p->n; n0 += chunk) {
     int64_t nb = p->n - n0 < chunk ? p->n - n0 : chunk, ld = nb * plane;
     for (int64_t gr = 0; gr < p->groups; gr++) {
@@ -269,15 +270,16 @@ static void conv_pool_window(const modelc_rt_pool *p, int64_t oy, int64_t ox, in
 /* Index in the plane of the max of the window, PyTorch's rule: scan in
  * row-major order, take v when v > max or v is NaN (ties keep the first,
  * NaN the last); -1 for a window with no input in it. */
-static int64_t conv_pool_argmax(const float *xc, const modelc_rt_pool *p, int64_t oy, int64_t ox) {
+static int64_t conv_pool_argmax(const modelc_rt_real *xc, const modelc_rt_pool *p, int64_t oy,
+                                int64_t ox) {
   int64_t h0, h1, w0, w1;
   conv_pool_window(p, oy, ox, &h0, &h1, &w0, &w1);
   if (h0 >= h1 || w0 >= w1) return -1;
   int64_t at = h0 * p->w + w0;
-  float mx = -INFINITY;
+  modelc_rt_real mx = -INFINITY;
   for (int64_t iy = h0; iy < h1; iy++)
     for (int64_t ix = w0; ix < w1; ix++) {
-      float v = xc[iy * p->w + ix];
+      modelc_rt_real v = xc[iy * p->w + ix];
       if (v > mx || v != v) {
         mx = v;
         at = iy * p->w + ix;
@@ -287,12 +289,12 @@ static int64_t conv_pool_argmax(const float *xc, const modelc_rt_pool *p, int64_
 }
 
 /* y [N,C,OH,OW] = max of x [N,C,H,W] over each window; padding is -inf. */
-void modelc_rt_maxpool2d(float *y, const float *x, const modelc_rt_pool *p) {
+void modelc_rt_maxpool2d(modelc_rt_real *y, const modelc_rt_real *x, const modelc_rt_pool *p) {
   int64_t planes = p->n * p->c;
   CONV_OMP("omp parallel for if(planes * p->h * p->w >= CONV_PARALLEL_MIN)")
   for (int64_t pl = 0; pl < planes; pl++) {
-    const float *xc = x + pl * p->h * p->w;
-    float *yc = y + pl * p->oh * p->ow;
+    const modelc_rt_real *xc = x + pl * p->h * p->w;
+    modelc_rt_real *yc = y + pl * p->oh * p->ow;
     for (int64_t oy = 0; oy < p->oh; oy++)
       for (int64_t ox = 0; ox < p->ow; ox++) {
         int64_t at = conv_pool_argmax(xc, p, oy, ox);
@@ -302,13 +304,14 @@ void modelc_rt_maxpool2d(float *y, const float *x, const modelc_rt_pool *p) {
 }
 
 /* dx [N,C,H,W] = g [N,C,OH,OW] summed at each window's argmax. */
-void modelc_rt_maxpool2d_grad(float *dx, const float *x, const float *g, const modelc_rt_pool *p) {
+void modelc_rt_maxpool2d_grad(modelc_rt_real *dx, const modelc_rt_real *x, const modelc_rt_real *g,
+                              const modelc_rt_pool *p) {
   int64_t planes = p->n * p->c;
   CONV_OMP("omp parallel for if(planes * p->h * p->w >= CONV_PARALLEL_MIN)")
   for (int64_t pl = 0; pl < planes; pl++) {
-    const float *xc = x + pl * p->h * p->w;
-    const float *gc = g + pl * p->oh * p->ow;
-    float *dxc = dx + pl * p->h * p->w;
+    const modelc_rt_real *xc = x + pl * p->h * p->w;
+    const modelc_rt_real *gc = g + pl * p->oh * p->ow;
+    modelc_rt_real *dxc = dx + pl * p->h * p->w;
     memset(dxc, 0, (size_t)(p->h * p->w) * sizeof *dxc);
     for (int64_t oy = 0; oy < p->oh; oy++)
       for (int64_t ox = 0; ox < p->ow; ox++) {
@@ -320,24 +323,24 @@ void modelc_rt_maxpool2d_grad(float *dx, const float *x, const float *g, const m
 
 /* PyTorch's divisor with count_include_pad: the window clipped to the
  * padded input (not to the input). */
-static float conv_pool_divisor(const modelc_rt_pool *p, int64_t oy, int64_t ox) {
+static modelc_rt_real conv_pool_divisor(const modelc_rt_pool *p, int64_t oy, int64_t ox) {
   int64_t hs = oy * p->stride_h - p->pad_h, ws = ox * p->stride_w - p->pad_w;
   int64_t he = conv_min(hs + p->kh, p->h + p->pad_h), we = conv_min(ws + p->kw, p->w + p->pad_w);
-  return (float)((he - hs) * (we - ws));
+  return (modelc_rt_real)((he - hs) * (we - ws));
 }
 
 /* y [N,C,OH,OW] = mean of x over each window, padding counted as 0. */
-void modelc_rt_avgpool2d(float *y, const float *x, const modelc_rt_pool *p) {
+void modelc_rt_avgpool2d(modelc_rt_real *y, const modelc_rt_real *x, const modelc_rt_pool *p) {
   int64_t planes = p->n * p->c;
   CONV_OMP("omp parallel for if(planes * p->h * p->w >= CONV_PARALLEL_MIN)")
   for (int64_t pl = 0; pl < planes; pl++) {
-    const float *xc = x + pl * p->h * p->w;
-    float *yc = y + pl * p->oh * p->ow;
+    const modelc_rt_real *xc = x + pl * p->h * p->w;
+    modelc_rt_real *yc = y + pl * p->oh * p->ow;
     for (int64_t oy = 0; oy < p->oh; oy++)
       for (int64_t ox = 0; ox < p->ow; ox++) {
         int64_t h0, h1, w0, w1;
         conv_pool_window(p, oy, ox, &h0, &h1, &w0, &w1);
-        float sum = 0.0f;
+        modelc_rt_real sum = 0.0f;
         for (int64_t iy = h0; iy < h1; iy++)
           for (int64_t ix = w0; ix < w1; ix++) sum += xc[iy * p->w + ix];
         yc[oy * p->ow + ox] = sum / conv_pool_divisor(p, oy, ox);
@@ -346,18 +349,19 @@ void modelc_rt_avgpool2d(float *y, const float *x, const modelc_rt_pool *p) {
 }
 
 /* dx [N,C,H,W] = g [N,C,OH,OW] / divisor spread over each window. */
-void modelc_rt_avgpool2d_grad(float *dx, const float *g, const modelc_rt_pool *p) {
+void modelc_rt_avgpool2d_grad(modelc_rt_real *dx, const modelc_rt_real *g,
+                              const modelc_rt_pool *p) {
   int64_t planes = p->n * p->c;
   CONV_OMP("omp parallel for if(planes * p->h * p->w >= CONV_PARALLEL_MIN)")
   for (int64_t pl = 0; pl < planes; pl++) {
-    const float *gc = g + pl * p->oh * p->ow;
-    float *dxc = dx + pl * p->h * p->w;
+    const modelc_rt_real *gc = g + pl * p->oh * p->ow;
+    modelc_rt_real *dxc = dx + pl * p->h * p->w;
     memset(dxc, 0, (size_t)(p->h * p->w) * sizeof *dxc);
     for (int64_t oy = 0; oy < p->oh; oy++)
       for (int64_t ox = 0; ox < p->ow; ox++) {
         int64_t h0, h1, w0, w1;
         conv_pool_window(p, oy, ox, &h0, &h1, &w0, &w1);
-        float share = gc[oy * p->ow + ox] / conv_pool_divisor(p, oy, ox);
+        modelc_rt_real share = gc[oy * p->ow + ox] / conv_pool_divisor(p, oy, ox);
         for (int64_t iy = h0; iy < h1; iy++)
           for (int64_t ix = w0; ix < w1; ix++) dxc[iy * p->w + ix] += share;
       }
@@ -367,29 +371,29 @@ void modelc_rt_avgpool2d_grad(float *dx, const float *g, const modelc_rt_pool *p
 /* ---- upsampling by an integer scale ---- */
 
 /* y [planes, H*s, W*s]: y[i, j] = x[i/s, j/s]. */
-void modelc_rt_upsample_nearest(float *y, const float *x, int64_t planes, int64_t h, int64_t w,
-                                int64_t scale) {
+void modelc_rt_upsample_nearest(modelc_rt_real *y, const modelc_rt_real *x, int64_t planes,
+                                int64_t h, int64_t w, int64_t scale) {
   int64_t ow = w * scale, oh = h * scale;
   CONV_OMP("omp parallel for if(planes * oh * ow >= CONV_PARALLEL_MIN)")
   for (int64_t pl = 0; pl < planes; pl++)
     for (int64_t oy = 0; oy < oh; oy++) {
-      const float *src = x + (pl * h + oy / scale) * w;
-      float *dst = y + (pl * oh + oy) * ow;
+      const modelc_rt_real *src = x + (pl * h + oy / scale) * w;
+      modelc_rt_real *dst = y + (pl * oh + oy) * ow;
       for (int64_t ox = 0; ox < ow; ox++) dst[ox] = src[ox / scale];
     }
 }
 
 /* dx [planes, H, W] = sums of g [planes, H*s, W*s] over s x s blocks. */
-void modelc_rt_upsample_nearest_grad(float *dx, const float *g, int64_t planes, int64_t h,
-                                     int64_t w, int64_t scale) {
+void modelc_rt_upsample_nearest_grad(modelc_rt_real *dx, const modelc_rt_real *g, int64_t planes,
+                                     int64_t h, int64_t w, int64_t scale) {
   int64_t ow = w * scale, oh = h * scale;
   CONV_OMP("omp parallel for if(planes * oh * ow >= CONV_PARALLEL_MIN)")
   for (int64_t pl = 0; pl < planes; pl++) {
-    float *dst = dx + pl * h * w;
+    modelc_rt_real *dst = dx + pl * h * w;
     memset(dst, 0, (size_t)(h * w) * sizeof *dst);
     for (int64_t oy = 0; oy < oh; oy++) {
-      const float *src = g + (pl * oh + oy) * ow;
-      float *d = dst + oy / scale * w;
+      const modelc_rt_real *src = g + (pl * oh + oy) * ow;
+      modelc_rt_real *d = dst + oy / scale * w;
       for (int64_t ox = 0; ox < ow; ox++) d[ox / scale] += src[ox];
     }
   }
@@ -397,38 +401,38 @@ void modelc_rt_upsample_nearest_grad(float *dx, const float *g, int64_t planes, 
 
 /* Source taps of output index `o` along a dim of `size` inputs, as
  * PyTorch computes them for align_corners=false with a given scale:
- * src = max((1/s) (o + 0.5) - 0.5, 0) (1/s in float, the rest in
- * double, rounded to float), i0 = floor(src), i1 = min(i0 + 1, size -
+ * src = max((1/s) (o + 0.5) - 0.5, 0) (1/s in modelc_rt_real, the rest in
+ * double, rounded to modelc_rt_real), i0 = floor(src), i1 = min(i0 + 1, size -
  * 1), weights 1 - l and l with l = src - i0. */
 typedef struct conv_taps {
   int64_t i0, i1;
-  float l0, l1;
+  modelc_rt_real l0, l1;
 } conv_taps;
 
 static conv_taps conv_linear_taps(int64_t o, int64_t size, int64_t scale) {
-  float inv = (float)(1.0 / (double)scale);
-  float src = (float)((double)inv * ((double)o + 0.5) - 0.5);
+  modelc_rt_real inv = (modelc_rt_real)(1.0 / (double)scale);
+  modelc_rt_real src = (modelc_rt_real)((double)inv * ((double)o + 0.5) - 0.5);
   if (src < 0.0f) src = 0.0f;
   conv_taps t;
   t.i0 = (int64_t)src;
   if (t.i0 > size - 1) t.i0 = size - 1;
   t.i1 = t.i0 + (t.i0 < size - 1 ? 1 : 0);
-  t.l1 = src - (float)t.i0;
+  t.l1 = src - (modelc_rt_real)t.i0;
   if (t.l1 > 1.0f) t.l1 = 1.0f;
   t.l0 = 1.0f - t.l1;
   return t;
 }
 
 /* y [planes, H*s, W*s] bilinear from x [planes, H, W], align_corners=false. */
-void modelc_rt_upsample_bilinear(float *y, const float *x, int64_t planes, int64_t h, int64_t w,
-                                 int64_t scale) {
+void modelc_rt_upsample_bilinear(modelc_rt_real *y, const modelc_rt_real *x, int64_t planes,
+                                 int64_t h, int64_t w, int64_t scale) {
   int64_t ow = w * scale, oh = h * scale;
   CONV_OMP("omp parallel for if(planes * oh * ow >= CONV_PARALLEL_MIN)")
   for (int64_t pl = 0; pl < planes; pl++)
     for (int64_t oy = 0; oy < oh; oy++) {
       conv_taps ty = conv_linear_taps(oy, h, scale);
-      const float *r0 = x + (pl * h + ty.i0) * w, *r1 = x + (pl * h + ty.i1) * w;
-      float *dst = y + (pl * oh + oy) * ow;
+      const modelc_rt_real *r0 = x + (pl * h + ty.i0) * w, *r1 = x + (pl * h + ty.i1) * w;
+      modelc_rt_real *dst = y + (pl * oh + oy) * ow;
       for (int64_t ox = 0; ox < ow; ox++) {
         conv_taps tx = conv_linear_taps(ox, w, scale);
         dst[ox] = ty.l0 * (tx.l0 * r0[tx.i0] + tx.l1 * r0[tx.i1]) +
@@ -439,20 +443,20 @@ void modelc_rt_upsample_bilinear(float *y, const float *x, int64_t planes, int64
 
 /* dx [planes, H, W]: each g [planes, H*s, W*s] value spread to its four
  * taps with the forward weights. */
-void modelc_rt_upsample_bilinear_grad(float *dx, const float *g, int64_t planes, int64_t h,
-                                      int64_t w, int64_t scale) {
+void modelc_rt_upsample_bilinear_grad(modelc_rt_real *dx, const modelc_rt_real *g, int64_t planes,
+                                      int64_t h, int64_t w, int64_t scale) {
   int64_t ow = w * scale, oh = h * scale;
   CONV_OMP("omp parallel for if(planes * oh * ow >= CONV_PARALLEL_MIN)")
   for (int64_t pl = 0; pl < planes; pl++) {
-    float *d = dx + pl * h * w;
+    modelc_rt_real *d = dx + pl * h * w;
     memset(d, 0, (size_t)(h * w) * sizeof *d);
     for (int64_t oy = 0; oy < oh; oy++) {
       conv_taps ty = conv_linear_taps(oy, h, scale);
-      float *r0 = d + ty.i0 * w, *r1 = d + ty.i1 * w;
-      const float *src = g + (pl * oh + oy) * ow;
+      modelc_rt_real *r0 = d + ty.i0 * w, *r1 = d + ty.i1 * w;
+      const modelc_rt_real *src = g + (pl * oh + oy) * ow;
       for (int64_t ox = 0; ox < ow; ox++) {
         conv_taps tx = conv_linear_taps(ox, w, scale);
-        float v = src[ox];
+        modelc_rt_real v = src[ox];
         r0[tx.i0] += ty.l0 * tx.l0 * v;
         r0[tx.i1] += ty.l0 * tx.l1 * v;
         r1[tx.i0] += ty.l1 * tx.l0 * v;

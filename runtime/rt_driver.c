@@ -300,6 +300,11 @@ static void drv_usage(FILE *out, const modelc_rt_model *m) {
   fprintf(out, "  sample generate text from a byte-level language model: %s sample --weights W\n",
           m->name);
   fprintf(out, "  bench  time forward and training step: %s bench [--steps N] [--json]\n", m->name);
+#ifdef MODELC_DOUBLE
+  if (m->trains)
+    fprintf(out, "  gradcheck  gradients against central differences: %s gradcheck --input IN\n",
+            m->name);
+#endif
   fprintf(out, "\n'%s COMMAND --help' describes a command.\n", m->name);
 }
 
@@ -401,8 +406,8 @@ static void **drv_alloc_batch(const modelc_rt_model *m, const drv_layout *l) {
   void **batch = calloc((size_t)m->num_inputs + 1, sizeof *batch);
   if (!batch) return NULL;
   for (int i = 0; i < m->num_inputs; i++) {
-    /* f32 and i32 are both 4 bytes */
-    batch[i] = calloc((size_t)(l->elements[i] > 0 ? l->elements[i] : 1), 4);
+    /* F32 inputs are read as modelc_rt_real (4 or 8 bytes), i32 as 4 */
+    batch[i] = calloc((size_t)(l->elements[i] > 0 ? l->elements[i] : 1), sizeof(modelc_rt_real));
     if (!batch[i]) {
       for (int k = 0; k < i; k++) free(batch[k]);
       free(batch);
@@ -424,7 +429,7 @@ static int drv_read_as(const modelc_rt_st_file *f, const modelc_rt_st_tensor *t,
                        modelc_rt_dtype dtype, int64_t first, int64_t count, void *dst, char *err,
                        size_t errlen) {
   if (dtype == MODELC_RT_F32)
-    return modelc_rt_st_read_f32(f, t, first, count, (float *)dst, err, errlen);
+    return modelc_rt_st_read_real(f, t, first, count, (modelc_rt_real *)dst, err, errlen);
   if (dtype == MODELC_RT_I32)
     return modelc_rt_st_read_i32(f, t, first, count, (int32_t *)dst, err, errlen);
   snprintf(err, errlen, "internal error: input '%s' has dtype %s; the driver feeds f32 and i32",
@@ -491,8 +496,8 @@ static int drv_read_batch_file(const char *prog, const modelc_rt_st_file *f,
 
 /* OUT: outputs, loss, gradients. */
 static int drv_write_run_output(const char *prog, const modelc_rt_model *m, void *model,
-                                const drv_run_options *o, const float **outputs, int with_loss,
-                                const float *loss) {
+                                const drv_run_options *o, const modelc_rt_real **outputs,
+                                int with_loss, const modelc_rt_real *loss) {
   int count = m->num_outputs + 1 + (o->grads ? m->num_params : 0), n = 0, rc = DRV_OK;
   modelc_rt_st_entry *entries = calloc((size_t)count, sizeof *entries);
   char **names = calloc((size_t)m->num_params + 1, sizeof *names);
@@ -502,9 +507,9 @@ static int drv_write_run_output(const char *prog, const modelc_rt_model *m, void
     goto done;
   }
   for (int i = 0; i < m->num_outputs; i++)
-    entries[n++] = (modelc_rt_st_entry){m->outputs[i].name, MODELC_RT_F32, m->outputs[i].rank,
+    entries[n++] = (modelc_rt_st_entry){m->outputs[i].name, MODELC_RT_REAL, m->outputs[i].rank,
                                         m->outputs[i].shape, outputs[i]};
-  if (with_loss) entries[n++] = (modelc_rt_st_entry){"loss", MODELC_RT_F32, 0, scalar_shape, loss};
+  if (with_loss) entries[n++] = (modelc_rt_st_entry){"loss", MODELC_RT_REAL, 0, scalar_shape, loss};
   for (int i = 0; o->grads && i < m->num_params; i++) {
     const modelc_rt_tensor_desc *p = &m->params[i];
     names[i] = malloc(strlen(p->name) + 6);
@@ -514,7 +519,7 @@ static int drv_write_run_output(const char *prog, const modelc_rt_model *m, void
     }
     sprintf(names[i], "grad.%s", p->name);
     entries[n++] =
-        (modelc_rt_st_entry){names[i], MODELC_RT_F32, p->rank, p->shape, m->grad(model, i)};
+        (modelc_rt_st_entry){names[i], MODELC_RT_REAL, p->rank, p->shape, m->grad(model, i)};
   }
   char err[DRV_ERRLEN];
   if (modelc_rt_st_write(o->output, entries, n, err, sizeof err) != 0)
@@ -545,9 +550,9 @@ static int drv_run_model(const char *prog, const modelc_rt_model *m, void *model
                     o->input);
   if (o->grads && !with_loss)
     return drv_fail(prog, DRV_INPUT, "--grads needs a loss, and the model has no train: section");
-  const float **outputs = calloc((size_t)m->num_outputs + 1, sizeof *outputs);
+  const modelc_rt_real **outputs = calloc((size_t)m->num_outputs + 1, sizeof *outputs);
   if (!outputs) return drv_fail(prog, DRV_INTERNAL, "out of memory");
-  float loss = 0.0f;
+  modelc_rt_real loss = 0.0f;
   const void *const *inputs = (const void *const *)batch;
   int failed = o->grads ? m->backward(model, inputs, outputs, &loss)
                         : m->forward(model, inputs, outputs, with_loss, &loss);
@@ -682,7 +687,8 @@ static int drv_dataset_read(drv_dataset *d, const modelc_rt_model *m, const drv_
     while (filled < l->batch) {
       int64_t take = l->batch - filled;
       if (take > d->samples - at) take = d->samples - at;
-      char *dst = (char *)batch[i] + (size_t)(filled * per) * 4;
+      size_t size = m->inputs[i].dtype == MODELC_RT_I32 ? 4 : sizeof(modelc_rt_real);
+      char *dst = (char *)batch[i] + (size_t)(filled * per) * size;
       if (drv_read_as(&d->file, d->tensors[i], m->inputs[i].dtype, at * per, take * per, dst, err,
                       errlen) != 0)
         return -1;
@@ -741,7 +747,7 @@ typedef struct drv_trainer {
   drv_dataset data, val;
   int has_val;
   void **batch;
-  const float **outputs;
+  const modelc_rt_real **outputs;
   const char *out_dir;
   char *metrics_path;
   FILE *metrics;
@@ -1062,8 +1068,8 @@ static int drv_log_step(drv_trainer *t, int64_t step, double loss, double lr, do
 /* ---- validation ---- */
 
 /* Correct predictions among the first `rows` of the batch. */
-static int64_t drv_correct(const drv_trainer *t, const float *logits, const int32_t *labels,
-                           int64_t rows) {
+static int64_t drv_correct(const drv_trainer *t, const modelc_rt_real *logits,
+                           const int32_t *labels, int64_t rows) {
   int64_t correct = 0, c = t->layout.classes;
   for (int64_t r = 0; r < rows; r++) {
     int64_t best = 0;
@@ -1075,7 +1081,7 @@ static int64_t drv_correct(const drv_trainer *t, const float *logits, const int3
 }
 
 /* One forward pass with the loss, inference mode. */
-static int drv_eval_batch(drv_trainer *t, float *loss, char *err, size_t errlen) {
+static int drv_eval_batch(drv_trainer *t, modelc_rt_real *loss, char *err, size_t errlen) {
   const void *const *inputs = (const void *const *)t->batch;
   if (t->m->forward(t->model, inputs, t->outputs, 1, loss) == 0) return 0;
   snprintf(err, errlen, "%s", t->m->error(t->model));
@@ -1103,7 +1109,7 @@ static int drv_evaluate(drv_trainer *t, double *val_loss, double *accuracy) {
         return drv_fail(t->prog, DRV_INPUT, "%s", err);
       if (v->samples - b * real < real) real = v->samples - b * real;
     }
-    float loss;
+    modelc_rt_real loss;
     if (drv_eval_batch(t, &loss, err, sizeof err) != 0)
       return drv_fail(t->prog, DRV_INTERNAL, "%s", err);
     loss_sum += (double)loss * (double)real;
@@ -1147,7 +1153,7 @@ static int drv_step(drv_trainer *t, int64_t step) {
   int64_t accumulate = t->m->train.accumulate > 0 ? t->m->train.accumulate : 1;
   double started = modelc_rt_seconds(), loss_sum = 0, grad_norm = 0, lr = 0;
   for (int64_t k = 0; k < accumulate; k++) {
-    float loss = 0;
+    modelc_rt_real loss = 0;
     if (drv_dataset_next(&t->data, t->m, &t->layout, t->batch, err, sizeof err) != 0)
       return drv_fail(t->prog, DRV_INPUT, "%s", err);
     if (t->m->backward(t->model, inputs, t->outputs, &loss) != 0)
@@ -1360,6 +1366,9 @@ int modelc_rt_main(int argc, char **argv, const modelc_rt_model *model) {
   if (strcmp(command, "train") == 0) return drv_train(model, argc - 2, argv + 2);
   if (strcmp(command, "sample") == 0) return modelc_rt_sample_main(argc - 2, argv + 2, model);
   if (strcmp(command, "bench") == 0) return modelc_rt_bench_main(argc - 2, argv + 2, model);
+#ifdef MODELC_DOUBLE
+  if (strcmp(command, "gradcheck") == 0) return modelc_rt_gradcheck_main(argc - 2, argv + 2, model);
+#endif
   fprintf(stderr, "%s: error: unknown command '%s' (see '%s --help')\n", model->name, command,
           model->name);
   return DRV_INPUT;

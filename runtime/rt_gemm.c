@@ -1,7 +1,8 @@
-/* rt_gemm.c: single-precision matrix multiply, C = alpha op(A) op(B) + beta C.
+/* rt_gemm.c: matrix multiply in modelc_rt_real (float; double with
+ * MODELC_DOUBLE), C = alpha op(A) op(B) + beta C.
  *
  * Row-major throughout: op(A) is [M,K], op(B) is [K,N], C is [M,N] with
- * row strides lda, ldb, ldc. cblas_sgemm does the work unless
+ * row strides lda, ldb, ldc. cblas_sgemm (cblas_dgemm) does the work unless
  * MODELC_NO_BLAS is defined; then a blocked implementation in the
  * Goto style packs op(B) into [KC, NR] column panels and op(A) into
  * [MR, KC] row panels so that a register-tiled micro-kernel streams
@@ -18,15 +19,21 @@
 
 #ifndef MODELC_NO_BLAS
 #include <cblas.h>
+#ifdef MODELC_DOUBLE
+#define GEMM_BLAS cblas_dgemm
+#else
+#define GEMM_BLAS cblas_sgemm
+#endif
 #endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
 /* C[M,N] *= beta, with beta == 0 writing exact zeros. */
-static void gemm_scale_c(int64_t m, int64_t n, float beta, float *c, int64_t ldc) {
+static void gemm_scale_c(int64_t m, int64_t n, modelc_rt_real beta, modelc_rt_real *c,
+                         int64_t ldc) {
   for (int64_t i = 0; i < m; i++) {
-    float *row = c + i * ldc;
+    modelc_rt_real *row = c + i * ldc;
     if (beta == 0.0f)
       memset(row, 0, (size_t)n * sizeof *row);
     else if (beta != 1.0f)
@@ -51,20 +58,20 @@ enum { GEMM_MR = 4, GEMM_NR = 16, GEMM_MC = 96, GEMM_KC = 256, GEMM_NC = 2048 };
 typedef struct gemm_args {
   int trans_a, trans_b;
   int64_t m, n, k;
-  float alpha, beta;
-  const float *a, *b;
+  modelc_rt_real alpha, beta;
+  const modelc_rt_real *a, *b;
   int64_t lda, ldb, ldc;
-  float *c;
+  modelc_rt_real *c;
 } gemm_args;
 
 /* Packs op(A)[i0:i0+mc, p0:p0+kc] as ceil(mc/MR) panels [kc, MR], rows
  * past mc zero-filled so the micro-kernel needs no edge case. */
-static void gemm_pack_a(float *dst, const gemm_args *g, int64_t i0, int64_t mc, int64_t p0,
+static void gemm_pack_a(modelc_rt_real *dst, const gemm_args *g, int64_t i0, int64_t mc, int64_t p0,
                         int64_t kc) {
   for (int64_t ir = 0; ir < mc; ir += GEMM_MR) {
     int64_t rows = mc - ir < GEMM_MR ? mc - ir : GEMM_MR;
     for (int64_t p = 0; p < kc; p++) {
-      float *d = dst + p * GEMM_MR;
+      modelc_rt_real *d = dst + p * GEMM_MR;
       for (int64_t r = 0; r < rows; r++) {
         int64_t i = i0 + ir + r, q = p0 + p;
         d[r] = g->trans_a ? g->a[q * g->lda + i] : g->a[i * g->lda + q];
@@ -76,13 +83,13 @@ static void gemm_pack_a(float *dst, const gemm_args *g, int64_t i0, int64_t mc, 
 }
 
 /* Packs op(B)[p0:p0+kc, j0 + panel*NR ...] panel `panel` as [kc, NR]. */
-static void gemm_pack_b_panel(float *dst, const gemm_args *g, int64_t p0, int64_t kc, int64_t j0,
-                              int64_t cols) {
+static void gemm_pack_b_panel(modelc_rt_real *dst, const gemm_args *g, int64_t p0, int64_t kc,
+                              int64_t j0, int64_t cols) {
   for (int64_t p = 0; p < kc; p++) {
-    float *d = dst + p * GEMM_NR;
+    modelc_rt_real *d = dst + p * GEMM_NR;
     int64_t q = p0 + p;
     if (!g->trans_b) {
-      const float *s = g->b + q * g->ldb + j0;
+      const modelc_rt_real *s = g->b + q * g->ldb + j0;
       for (int64_t c = 0; c < cols; c++) d[c] = s[c];
     } else {
       for (int64_t c = 0; c < cols; c++) d[c] = g->b[(j0 + c) * g->ldb + q];
@@ -93,11 +100,12 @@ static void gemm_pack_b_panel(float *dst, const gemm_args *g, int64_t p0, int64_
 
 /* acc[MR,NR] = Ap [kc, MR]^T Bp [kc, NR]; then C tile = alpha acc + beta C
  * for the rows x cols that exist (beta == 0: C is not read). */
-static void gemm_micro(int64_t kc, const float *ap, const float *bp, float alpha, float beta,
-                       float *c, int64_t ldc, int64_t rows, int64_t cols) {
-  float acc[GEMM_MR][GEMM_NR] = {{0}};
+static void gemm_micro(int64_t kc, const modelc_rt_real *ap, const modelc_rt_real *bp,
+                       modelc_rt_real alpha, modelc_rt_real beta, modelc_rt_real *c, int64_t ldc,
+                       int64_t rows, int64_t cols) {
+  modelc_rt_real acc[GEMM_MR][GEMM_NR] = {{0}};
   for (int64_t p = 0; p < kc; p++) {
-    const float *a = ap + p * GEMM_MR, *b = bp + p * GEMM_NR;
+    const modelc_rt_real *a = ap + p * GEMM_MR, *b = bp + p * GEMM_NR;
     /* clang-format off */
     GEMM_UNROLL
     for (int r = 0; r < GEMM_MR; r++)
@@ -106,7 +114,7 @@ static void gemm_micro(int64_t kc, const float *ap, const float *bp, float alpha
     /* clang-format on */
   }
   for (int64_t r = 0; r < rows; r++) {
-    float *crow = c + r * ldc;
+    modelc_rt_real *crow = c + r * ldc;
     if (beta == 0.0f)
       for (int64_t j = 0; j < cols; j++) crow[j] = alpha * acc[r][j];
     else
@@ -116,11 +124,12 @@ static void gemm_micro(int64_t kc, const float *ap, const float *bp, float alpha
 
 /* C[i0:i0+mc, j0+jr0 : j0+jr1] from packed A [mc, kc] and packed B
  * [kc, nc]; jr0 is a multiple of NR. */
-static void gemm_macro(const gemm_args *g, const float *ap, const float *bp, int64_t i0, int64_t mc,
-                       int64_t j0, int64_t jr0, int64_t jr1, int64_t kc, float beta) {
+static void gemm_macro(const gemm_args *g, const modelc_rt_real *ap, const modelc_rt_real *bp,
+                       int64_t i0, int64_t mc, int64_t j0, int64_t jr0, int64_t jr1, int64_t kc,
+                       modelc_rt_real beta) {
   for (int64_t jr = jr0; jr < jr1; jr += GEMM_NR) {
     int64_t cols = jr1 - jr < GEMM_NR ? jr1 - jr : GEMM_NR;
-    const float *bpanel = bp + (jr / GEMM_NR) * kc * GEMM_NR;
+    const modelc_rt_real *bpanel = bp + (jr / GEMM_NR) * kc * GEMM_NR;
     for (int64_t ir = 0; ir < mc; ir += GEMM_MR) {
       int64_t rows = mc - ir < GEMM_MR ? mc - ir : GEMM_MR;
       gemm_micro(kc, ap + (ir / GEMM_MR) * kc * GEMM_MR, bpanel, g->alpha, beta,
@@ -133,13 +142,13 @@ static void gemm_macro(const gemm_args *g, const float *ap, const float *bp, int
 static void gemm_naive(const gemm_args *g) {
   for (int64_t i = 0; i < g->m; i++)
     for (int64_t j = 0; j < g->n; j++) {
-      float s = 0.0f;
+      modelc_rt_real s = 0.0f;
       for (int64_t p = 0; p < g->k; p++) {
-        float av = g->trans_a ? g->a[p * g->lda + i] : g->a[i * g->lda + p];
-        float bv = g->trans_b ? g->b[j * g->ldb + p] : g->b[p * g->ldb + j];
+        modelc_rt_real av = g->trans_a ? g->a[p * g->lda + i] : g->a[i * g->lda + p];
+        modelc_rt_real bv = g->trans_b ? g->b[j * g->ldb + p] : g->b[p * g->ldb + j];
         s += av * bv;
       }
-      float *cv = g->c + i * g->ldc + j;
+      modelc_rt_real *cv = g->c + i * g->ldc + j;
       *cv = g->beta == 0.0f ? g->alpha * s : g->alpha * s + g->beta * *cv;
     }
 }
@@ -161,12 +170,12 @@ static void gemm_blocked(const gemm_args *g) {
   int64_t nc_max = g->n < GEMM_NC ? g->n : GEMM_NC;
   int64_t nc_pad = (nc_max + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
   size_t b_size = (size_t)(kc_max * nc_pad), a_size = (size_t)(kc_max * mc);
-  float *buf = malloc((b_size + a_size * (size_t)threads) * sizeof *buf);
+  modelc_rt_real *buf = malloc((b_size + a_size * (size_t)threads) * sizeof *buf);
   if (!buf) {
     gemm_naive(g);
     return;
   }
-  float *bp = buf;
+  modelc_rt_real *bp = buf;
   int64_t row_blocks = (g->m + mc - 1) / mc;
 
 #ifdef _OPENMP
@@ -177,14 +186,14 @@ static void gemm_blocked(const gemm_args *g) {
 #ifdef _OPENMP
     tid = omp_get_thread_num();
 #endif
-    float *ap = buf + b_size + a_size * (size_t)tid;
+    modelc_rt_real *ap = buf + b_size + a_size * (size_t)tid;
     for (int64_t j0 = 0; j0 < g->n; j0 += GEMM_NC) {
       int64_t nc = g->n - j0 < GEMM_NC ? g->n - j0 : GEMM_NC;
       int64_t panels = (nc + GEMM_NR - 1) / GEMM_NR;
       for (int64_t p0 = 0; p0 < g->k; p0 += GEMM_KC) {
         int64_t kc = g->k - p0 < GEMM_KC ? g->k - p0 : GEMM_KC;
         /* Later K blocks add to what the first one wrote. */
-        float beta = p0 == 0 ? g->beta : 1.0f;
+        modelc_rt_real beta = p0 == 0 ? g->beta : 1.0f;
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
@@ -226,9 +235,10 @@ static void gemm_blocked(const gemm_args *g) {
  * that a BLAS without this function links too. */
 extern void openblas_set_num_threads(int threads) __attribute__((weak));
 
-static int gemm_blas_split(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-                           const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
-                           float *c, int64_t ldc) {
+static int gemm_blas_split(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                           modelc_rt_real alpha, const modelc_rt_real *a, int64_t lda,
+                           const modelc_rt_real *b, int64_t ldb, modelc_rt_real beta,
+                           modelc_rt_real *c, int64_t ldc) {
   static int single_threaded;
   int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
   if (!single_threaded) {
@@ -245,8 +255,8 @@ static int gemm_blas_split(int trans_a, int trans_b, int64_t m, int64_t n, int64
   for (int t = 0; t < threads; t++) {
     int64_t lo = total * t / threads, hi = total * (t + 1) / threads;
     if (hi <= lo) continue;
-    const float *pa = a, *pb = b;
-    float *pc = c;
+    const modelc_rt_real *pa = a, *pb = b;
+    modelc_rt_real *pc = c;
     int64_t rows = m, cols = n;
     if (by_rows) {
       pa = trans_a ? a + lo : a + lo * lda;
@@ -257,17 +267,17 @@ static int gemm_blas_split(int trans_a, int trans_b, int64_t m, int64_t n, int64
       pc = c + lo;
       cols = hi - lo;
     }
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, (int)rows, (int)cols, (int)k, alpha, pa,
-                (int)lda, pb, (int)ldb, beta, pc, (int)ldc);
+    GEMM_BLAS(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+              trans_b ? CblasTrans : CblasNoTrans, (int)rows, (int)cols, (int)k, alpha, pa,
+              (int)lda, pb, (int)ldb, beta, pc, (int)ldc);
   }
   return 1;
 }
 #endif
 
-void modelc_rt_gemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-                    const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
-                    int64_t ldc) {
+void modelc_rt_gemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, modelc_rt_real alpha,
+                    const modelc_rt_real *a, int64_t lda, const modelc_rt_real *b, int64_t ldb,
+                    modelc_rt_real beta, modelc_rt_real *c, int64_t ldc) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0 || alpha == 0.0f) {
     gemm_scale_c(m, n, beta, c, ldc);
@@ -286,9 +296,9 @@ void modelc_rt_gemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, f
   if (m == 1) ldc = n;
   if (m <= INT_MAX && n <= INT_MAX && k <= INT_MAX && lda <= INT_MAX && ldb <= INT_MAX &&
       ldc <= INT_MAX) {
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, alpha, a, (int)lda, b,
-                (int)ldb, beta, c, (int)ldc);
+    GEMM_BLAS(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+              trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, alpha, a, (int)lda, b,
+              (int)ldb, beta, c, (int)ldc);
     return;
   }
 #endif

@@ -3,7 +3,7 @@
  *
  * Row-major f32. Softmax, log-softmax, rope and their gradients may run
  * in place (output == input). Sums accumulate in double (several
- * partial sums, so the loops pipeline): as cheap as float for these
+ * partial sums, so the loops pipeline): as cheap as modelc_rt_real for these
  * memory-bound loops and accurate for long reductions. Max follows
  * PyTorch: NaN propagates, and a row of -inf gives NaN in softmax. */
 #include "modelc_rt.h"
@@ -21,10 +21,12 @@
 enum { KERN_PARALLEL_MIN = 1 << 15, KERN_CHUNK = 256, KERN_WIDE = 1024, KERN_BANDS = 8 };
 
 /* v is a new maximum over m: larger, or the first NaN. */
-static inline int kern_is_new_max(float v, float m) { return v > m || (v != v && m == m); }
+static inline int kern_is_new_max(modelc_rt_real v, modelc_rt_real m) {
+  return v > m || (v != v && m == m);
+}
 
 /* Sum of x[0:n] in double with four partial sums. */
-static double kern_sum_row(const float *x, int64_t n) {
+static double kern_sum_row(const modelc_rt_real *x, int64_t n) {
   double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
   int64_t i = 0;
   for (; i + 4 <= n; i += 4) {
@@ -38,16 +40,18 @@ static double kern_sum_row(const float *x, int64_t n) {
 }
 
 /* PyTorch's max: NaN wins. Branch-free, so blocks of 8 vectorise. */
-static inline float kern_max2(float m, float v) { return ((v > m) | (v != v)) ? v : m; }
+static inline modelc_rt_real kern_max2(modelc_rt_real m, modelc_rt_real v) {
+  return ((v > m) | (v != v)) ? v : m;
+}
 
 /* Max of x[0:n] (-inf when n == 0), 8 lanes at a time. */
-static float kern_max_row(const float *x, int64_t n) {
-  float lane[8];
+static modelc_rt_real kern_max_row(const modelc_rt_real *x, int64_t n) {
+  modelc_rt_real lane[8];
   for (int u = 0; u < 8; u++) lane[u] = -INFINITY;
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
     for (int u = 0; u < 8; u++) lane[u] = kern_max2(lane[u], x[i + u]);
-  float m = -INFINITY;
+  modelc_rt_real m = -INFINITY;
   for (int u = 0; u < 8; u++) m = kern_max2(m, lane[u]);
   for (; i < n; i++) m = kern_max2(m, x[i]);
   return m;
@@ -56,14 +60,15 @@ static float kern_max_row(const float *x, int64_t n) {
 /* acc[0:n] += v[0:n] (to double); acc[0:n] = max(acc, v). Blocks of a
  * constant 8 and restrict let gcc -O2 vectorise (its cheap cost model
  * neither vectorises loops of unknown length nor adds alias checks). */
-static void kern_add_into(double *restrict acc, const float *restrict v, int64_t n) {
+static void kern_add_into(double *restrict acc, const modelc_rt_real *restrict v, int64_t n) {
   int64_t j = 0;
   for (; j + 8 <= n; j += 8)
     for (int u = 0; u < 8; u++) acc[j + u] += v[j + u];
   for (; j < n; j++) acc[j] += v[j];
 }
 
-static void kern_max_into(float *restrict acc, const float *restrict v, int64_t n) {
+static void kern_max_into(modelc_rt_real *restrict acc, const modelc_rt_real *restrict v,
+                          int64_t n) {
   int64_t j = 0;
   for (; j + 8 <= n; j += 8)
     for (int u = 0; u < 8; u++) acc[j + u] = kern_max2(acc[j + u], v[j + u]);
@@ -71,7 +76,7 @@ static void kern_max_into(float *restrict acc, const float *restrict v, int64_t 
 }
 
 /* y[0:n] *= s. */
-static void kern_scale_row(float *y, float s, int64_t n) {
+static void kern_scale_row(modelc_rt_real *y, modelc_rt_real s, int64_t n) {
   int64_t j = 0;
   for (; j + 8 <= n; j += 8)
     for (int u = 0; u < 8; u++) y[j + u] *= s;
@@ -81,26 +86,26 @@ static void kern_scale_row(float *y, float s, int64_t n) {
 /* ---- softmax family over the middle dim of [outer, n, inner] ---- */
 
 /* One contiguous row x [n] (inner == 1). */
-static void kern_softmax_row(float *y, const float *x, int64_t n, int take_log) {
-  float mx = kern_max_row(x, n);
+static void kern_softmax_row(modelc_rt_real *y, const modelc_rt_real *x, int64_t n, int take_log) {
+  modelc_rt_real mx = kern_max_row(x, n);
   double sum = 0.0;
   if (take_log) {
-    for (int64_t i = 0; i < n; i++) sum += expf(x[i] - mx);
-    float log_sum = (float)log(sum); /* (x - max) - log_sum, PyTorch's order */
+    for (int64_t i = 0; i < n; i++) sum += modelc_rt_exp(x[i] - mx);
+    modelc_rt_real log_sum = (modelc_rt_real)log(sum); /* (x - max) - log_sum, PyTorch's order */
     for (int64_t i = 0; i < n; i++) y[i] = (x[i] - mx) - log_sum;
   } else {
     for (int64_t i = 0; i < n; i++) {
-      y[i] = expf(x[i] - mx);
+      y[i] = modelc_rt_exp(x[i] - mx);
       sum += y[i];
     }
-    kern_scale_row(y, (float)(1.0 / sum), n);
+    kern_scale_row(y, (modelc_rt_real)(1.0 / sum), n);
   }
 }
 
 /* Columns [0, len) of x [n, inner], len <= KERN_CHUNK. */
-static void kern_softmax_cols(float *y, const float *x, int64_t n, int64_t inner, int64_t len,
-                              int take_log) {
-  float mx[KERN_CHUNK];
+static void kern_softmax_cols(modelc_rt_real *y, const modelc_rt_real *x, int64_t n, int64_t inner,
+                              int64_t len, int take_log) {
+  modelc_rt_real mx[KERN_CHUNK];
   double sum[KERN_CHUNK];
   for (int64_t j = 0; j < len; j++) {
     mx[j] = -INFINITY;
@@ -109,26 +114,26 @@ static void kern_softmax_cols(float *y, const float *x, int64_t n, int64_t inner
   for (int64_t r = 0; r < n; r++) kern_max_into(mx, x + r * inner, len);
   if (take_log) {
     for (int64_t r = 0; r < n; r++)
-      for (int64_t j = 0; j < len; j++) sum[j] += expf(x[r * inner + j] - mx[j]);
-    float log_sum[KERN_CHUNK];
-    for (int64_t j = 0; j < len; j++) log_sum[j] = (float)log(sum[j]);
+      for (int64_t j = 0; j < len; j++) sum[j] += modelc_rt_exp(x[r * inner + j] - mx[j]);
+    modelc_rt_real log_sum[KERN_CHUNK];
+    for (int64_t j = 0; j < len; j++) log_sum[j] = (modelc_rt_real)log(sum[j]);
     for (int64_t r = 0; r < n; r++)
       for (int64_t j = 0; j < len; j++) y[r * inner + j] = (x[r * inner + j] - mx[j]) - log_sum[j];
   } else {
     for (int64_t r = 0; r < n; r++)
       for (int64_t j = 0; j < len; j++) {
-        y[r * inner + j] = expf(x[r * inner + j] - mx[j]);
+        y[r * inner + j] = modelc_rt_exp(x[r * inner + j] - mx[j]);
         sum[j] += y[r * inner + j];
       }
-    float inv[KERN_CHUNK];
-    for (int64_t j = 0; j < len; j++) inv[j] = (float)(1.0 / sum[j]);
+    modelc_rt_real inv[KERN_CHUNK];
+    for (int64_t j = 0; j < len; j++) inv[j] = (modelc_rt_real)(1.0 / sum[j]);
     for (int64_t r = 0; r < n; r++)
       for (int64_t j = 0; j < len; j++) y[r * inner + j] *= inv[j];
   }
 }
 
-static void kern_softmax_any(float *y, const float *x, int64_t outer, int64_t n, int64_t inner,
-                             int take_log) {
+static void kern_softmax_any(modelc_rt_real *y, const modelc_rt_real *x, int64_t outer, int64_t n,
+                             int64_t inner, int take_log) {
   if (inner == 1) {
     KERN_OMP("omp parallel for if(outer * n * inner >= KERN_PARALLEL_MIN)")
     for (int64_t o = 0; o < outer; o++) kern_softmax_row(y + o * n, x + o * n, n, take_log);
@@ -145,19 +150,22 @@ static void kern_softmax_any(float *y, const float *x, int64_t outer, int64_t n,
 }
 
 /* y [outer, n, inner] = exp(x - max) / sum exp(x - max) over n. */
-void modelc_rt_softmax(float *y, const float *x, int64_t outer, int64_t n, int64_t inner) {
+void modelc_rt_softmax(modelc_rt_real *y, const modelc_rt_real *x, int64_t outer, int64_t n,
+                       int64_t inner) {
   kern_softmax_any(y, x, outer, n, inner, 0);
 }
 
 /* y = x - max - log(sum exp(x - max)) over n. */
-void modelc_rt_log_softmax(float *y, const float *x, int64_t outer, int64_t n, int64_t inner) {
+void modelc_rt_log_softmax(modelc_rt_real *y, const modelc_rt_real *x, int64_t outer, int64_t n,
+                           int64_t inner) {
   kern_softmax_any(y, x, outer, n, inner, 1);
 }
 
 /* Softmax: dx = y (g - sum_n g y); log-softmax: dx = g - exp(y) sum_n g.
  * Columns [0, len) of [n, inner], len <= KERN_CHUNK. */
-static void kern_softmax_grad_cols(float *dx, const float *y, const float *g, int64_t n,
-                                   int64_t inner, int64_t len, int take_log) {
+static void kern_softmax_grad_cols(modelc_rt_real *dx, const modelc_rt_real *y,
+                                   const modelc_rt_real *g, int64_t n, int64_t inner, int64_t len,
+                                   int take_log) {
   double dot[KERN_CHUNK];
   for (int64_t j = 0; j < len; j++) dot[j] = 0.0;
   for (int64_t r = 0; r < n; r++)
@@ -168,14 +176,14 @@ static void kern_softmax_grad_cols(float *dx, const float *y, const float *g, in
   for (int64_t r = 0; r < n; r++)
     for (int64_t j = 0; j < len; j++) {
       int64_t i = r * inner + j;
-      float d = (float)dot[j];
-      dx[i] = take_log ? g[i] - expf(y[i]) * d : y[i] * (g[i] - d);
+      modelc_rt_real d = (modelc_rt_real)dot[j];
+      dx[i] = take_log ? g[i] - modelc_rt_exp(y[i]) * d : y[i] * (g[i] - d);
     }
 }
 
 /* The same for one contiguous row [n] (inner == 1). */
-static void kern_softmax_grad_row(float *dx, const float *y, const float *g, int64_t n,
-                                  int take_log) {
+static void kern_softmax_grad_row(modelc_rt_real *dx, const modelc_rt_real *y,
+                                  const modelc_rt_real *g, int64_t n, int take_log) {
   double s0 = 0.0, s1 = 0.0;
   int64_t i = 0;
   if (take_log) {
@@ -187,15 +195,16 @@ static void kern_softmax_grad_row(float *dx, const float *y, const float *g, int
     }
     for (; i < n; i++) s0 += (double)g[i] * y[i];
   }
-  float d = (float)(s0 + s1);
+  modelc_rt_real d = (modelc_rt_real)(s0 + s1);
   if (take_log)
-    for (i = 0; i < n; i++) dx[i] = g[i] - expf(y[i]) * d;
+    for (i = 0; i < n; i++) dx[i] = g[i] - modelc_rt_exp(y[i]) * d;
   else
     for (i = 0; i < n; i++) dx[i] = y[i] * (g[i] - d);
 }
 
-static void kern_softmax_grad_any(float *dx, const float *y, const float *g, int64_t outer,
-                                  int64_t n, int64_t inner, int take_log) {
+static void kern_softmax_grad_any(modelc_rt_real *dx, const modelc_rt_real *y,
+                                  const modelc_rt_real *g, int64_t outer, int64_t n, int64_t inner,
+                                  int take_log) {
   if (inner == 1) {
     KERN_OMP("omp parallel for if(outer * n >= KERN_PARALLEL_MIN)")
     for (int64_t o = 0; o < outer; o++)
@@ -213,14 +222,14 @@ static void kern_softmax_grad_any(float *dx, const float *y, const float *g, int
 }
 
 /* dx, y, g [outer, n, inner]; y is the softmax output. */
-void modelc_rt_softmax_grad(float *dx, const float *y, const float *g, int64_t outer, int64_t n,
-                            int64_t inner) {
+void modelc_rt_softmax_grad(modelc_rt_real *dx, const modelc_rt_real *y, const modelc_rt_real *g,
+                            int64_t outer, int64_t n, int64_t inner) {
   kern_softmax_grad_any(dx, y, g, outer, n, inner, 0);
 }
 
 /* dx, y, g [outer, n, inner]; y is the log-softmax output. */
-void modelc_rt_log_softmax_grad(float *dx, const float *y, const float *g, int64_t outer, int64_t n,
-                                int64_t inner) {
+void modelc_rt_log_softmax_grad(modelc_rt_real *dx, const modelc_rt_real *y,
+                                const modelc_rt_real *g, int64_t outer, int64_t n, int64_t inner) {
   kern_softmax_grad_any(dx, y, g, outer, n, inner, 1);
 }
 
@@ -302,7 +311,7 @@ typedef enum { KERN_SUM, KERN_MAX, KERN_MAX_GRAD } kern_reduce_op;
  * x offset of the first maximum (-1 before any element). */
 typedef struct kern_partial {
   double sum[KERN_WIDE];
-  float mx[KERN_WIDE];
+  modelc_rt_real mx[KERN_WIDE];
   int64_t at[KERN_WIDE];
 } kern_partial;
 
@@ -317,8 +326,8 @@ static void kern_partial_clear(kern_partial *r, int64_t count) {
 /* Last dim reduced: outputs [o0, o0+count) over the reduced rows [q0, q1)
  * (each a contiguous run of p->last). Rows outermost, so that for one
  * row the outputs' runs are read in memory order. */
-static void kern_reduce_rows(const float *x, const kern_reduction *p, kern_reduce_op op, int64_t o0,
-                             int64_t count, int64_t q0, int64_t q1, kern_partial *r) {
+static void kern_reduce_rows(const modelc_rt_real *x, const kern_reduction *p, kern_reduce_op op,
+                             int64_t o0, int64_t count, int64_t q0, int64_t q1, kern_partial *r) {
   int64_t len = p->last;
   kern_odometer red = p->red;
   kern_odometer_start(&red, q0);
@@ -326,7 +335,7 @@ static void kern_reduce_rows(const float *x, const kern_reduction *p, kern_reduc
     kern_odometer kept = p->kept;
     kern_odometer_start(&kept, o0);
     for (int64_t k = 0; k < count; k++, kern_odometer_next(&kept)) {
-      const float *row = x + kept.offset + red.offset;
+      const modelc_rt_real *row = x + kept.offset + red.offset;
       if (op == KERN_SUM) {
         r->sum[k] += kern_sum_row(row, len);
       } else if (op == KERN_MAX) {
@@ -344,15 +353,15 @@ static void kern_reduce_rows(const float *x, const kern_reduction *p, kern_reduc
 
 /* Last dim kept (p->last = inner): outputs [o0, o0+count), a strip of
  * one output row, over the reduced indices [q0, q1): contiguous vectors. */
-static void kern_reduce_cols(const float *x, const kern_reduction *p, kern_reduce_op op, int64_t o0,
-                             int64_t count, int64_t q0, int64_t q1, kern_partial *r) {
+static void kern_reduce_cols(const modelc_rt_real *x, const kern_reduction *p, kern_reduce_op op,
+                             int64_t o0, int64_t count, int64_t q0, int64_t q1, kern_partial *r) {
   int64_t inner = p->last, j0 = o0 % inner;
   kern_odometer kept = p->kept, red = p->red;
   kern_odometer_start(&kept, o0 / inner);
   kern_odometer_start(&red, q0);
   for (int64_t q = q0; q < q1; q++, kern_odometer_next(&red)) {
     int64_t base = kept.offset + red.offset + j0;
-    const float *v = x + base;
+    const modelc_rt_real *v = x + base;
     if (op == KERN_SUM) {
       kern_add_into(r->sum, v, count);
     } else if (op == KERN_MAX) {
@@ -375,15 +384,15 @@ static void kern_reduce_cols(const float *x, const kern_reduction *p, kern_reduc
  * order: every thread gets work, reads long runs, and the result does
  * not depend on the thread count. For KERN_MAX_GRAD, y is dx (zeroed)
  * and g the output gradient. */
-static void kern_reduce_run(float *y, const float *x, const float *g, const kern_reduction *p,
-                            kern_reduce_op op) {
+static void kern_reduce_run(modelc_rt_real *y, const modelc_rt_real *x, const modelc_rt_real *g,
+                            const kern_reduction *p, kern_reduce_op op) {
   int rows_mode = p->last_reduced;
   int64_t inner = p->last, strips = (inner + KERN_WIDE - 1) / KERN_WIDE;
   int64_t units =
       rows_mode ? (p->out_count + KERN_CHUNK - 1) / KERN_CHUNK : p->out_count / inner * strips;
   int64_t steps = rows_mode ? p->red_count / p->last : p->red_count, bands = 1;
   double *part_sum = NULL;
-  float *part_mx = NULL;
+  modelc_rt_real *part_mx = NULL;
   int64_t *part_at = NULL;
   if (units < 8 && steps >= 8 * KERN_BANDS) {
     size_t n = (size_t)(p->out_count * KERN_BANDS);
@@ -416,7 +425,7 @@ static void kern_reduce_run(float *y, const float *x, const float *g, const kern
     }
     for (int64_t k = 0; k < count; k++) {
       if (op == KERN_SUM)
-        y[o0 + k] = (float)r.sum[k];
+        y[o0 + k] = (modelc_rt_real)r.sum[k];
       else if (op == KERN_MAX)
         y[o0 + k] = r.mx[k];
       else
@@ -433,7 +442,7 @@ static void kern_reduce_run(float *y, const float *x, const float *g, const kern
         if (b > 0 && kern_is_new_max(part_mx[i], part_mx[best])) best = i;
       }
       if (op == KERN_SUM)
-        y[o] = (float)total;
+        y[o] = (modelc_rt_real)total;
       else if (op == KERN_MAX)
         y[o] = part_mx[best];
       else
@@ -444,8 +453,8 @@ static void kern_reduce_run(float *y, const float *x, const float *g, const kern
   free(part_at);
 }
 
-static void kern_reduce(float *y, const float *x, const float *g, int rank, const int64_t *dims,
-                        const int *reduce, kern_reduce_op op) {
+static void kern_reduce(modelc_rt_real *y, const modelc_rt_real *x, const modelc_rt_real *g,
+                        int rank, const int64_t *dims, const int *reduce, kern_reduce_op op) {
   int64_t count = 1;
   for (int i = 0; i < rank; i++) count *= dims[i];
   kern_reduction p;
@@ -462,20 +471,20 @@ static void kern_reduce(float *y, const float *x, const float *g, int rank, cons
 }
 
 /* y [kept dims of x] = sum of x [dims] over the reduced axes. */
-void modelc_rt_reduce_sum(float *y, const float *x, int rank, const int64_t *dims,
+void modelc_rt_reduce_sum(modelc_rt_real *y, const modelc_rt_real *x, int rank, const int64_t *dims,
                           const int *reduce) {
   kern_reduce(y, x, NULL, rank, dims, reduce, KERN_SUM);
 }
 
 /* y [kept dims of x] = max of x [dims] over the reduced axes. */
-void modelc_rt_reduce_max(float *y, const float *x, int rank, const int64_t *dims,
+void modelc_rt_reduce_max(modelc_rt_real *y, const modelc_rt_real *x, int rank, const int64_t *dims,
                           const int *reduce) {
   kern_reduce(y, x, NULL, rank, dims, reduce, KERN_MAX);
 }
 
 /* dx [dims]: g [kept dims] at the first maximum of each group, else 0. */
-void modelc_rt_reduce_max_grad(float *dx, const float *x, const float *g, int rank,
-                               const int64_t *dims, const int *reduce) {
+void modelc_rt_reduce_max_grad(modelc_rt_real *dx, const modelc_rt_real *x, const modelc_rt_real *g,
+                               int rank, const int64_t *dims, const int *reduce) {
   kern_reduce(dx, x, g, rank, dims, reduce, KERN_MAX_GRAD);
 }
 
@@ -483,8 +492,8 @@ void modelc_rt_reduce_max_grad(float *dx, const float *x, const float *g, int ra
 
 /* logp [rows, classes], targets [rows] -> mean -logp[r, target[r]] over
  * rows whose target is not ignore_index. */
-float modelc_rt_nll_loss(const float *logp, const int32_t *targets, int64_t rows, int64_t classes,
-                         int64_t ignore_index) {
+modelc_rt_real modelc_rt_nll_loss(const modelc_rt_real *logp, const int32_t *targets, int64_t rows,
+                                  int64_t classes, int64_t ignore_index) {
   double sum = 0.0;
   int64_t kept = 0;
   for (int64_t r = 0; r < rows; r++) {
@@ -494,17 +503,17 @@ float modelc_rt_nll_loss(const float *logp, const int32_t *targets, int64_t rows
     sum -= logp[r * classes + t];
     kept++;
   }
-  return kept ? (float)(sum / (double)kept) : 0.0f;
+  return kept ? (modelc_rt_real)(sum / (double)kept) : 0.0f;
 }
 
 /* dlogp [rows, classes] = -g / kept at each kept row's target, else 0. */
-void modelc_rt_nll_loss_grad(float *dlogp, const int32_t *targets, float g, int64_t rows,
-                             int64_t classes, int64_t ignore_index) {
+void modelc_rt_nll_loss_grad(modelc_rt_real *dlogp, const int32_t *targets, modelc_rt_real g,
+                             int64_t rows, int64_t classes, int64_t ignore_index) {
   int64_t kept = 0;
   for (int64_t r = 0; r < rows; r++) kept += targets[r] != ignore_index;
   memset(dlogp, 0, (size_t)(rows * classes) * sizeof *dlogp);
   if (!kept) return;
-  float d = (float)(-(double)g / (double)kept);
+  modelc_rt_real d = (modelc_rt_real)(-(double)g / (double)kept);
   for (int64_t r = 0; r < rows; r++) {
     int64_t t = targets[r];
     if (t != ignore_index && t >= 0 && t < classes) dlogp[r * classes + t] = d;
@@ -523,8 +532,8 @@ int64_t modelc_rt_check_ids(const int32_t *ids, int64_t count, int64_t num) {
 /* out [count, dim] = table [num, dim] rows at ids [count]. The table's
  * size is not passed: ids must have been checked (a negative id gives a
  * zero row). */
-void modelc_rt_gather(float *out, const float *table, const int32_t *ids, int64_t count,
-                      int64_t dim) {
+void modelc_rt_gather(modelc_rt_real *out, const modelc_rt_real *table, const int32_t *ids,
+                      int64_t count, int64_t dim) {
   KERN_OMP("omp parallel for if(count * dim >= KERN_PARALLEL_MIN)")
   for (int64_t i = 0; i < count; i++) {
     if (ids[i] < 0)
@@ -536,16 +545,16 @@ void modelc_rt_gather(float *out, const float *table, const int32_t *ids, int64_
 
 /* dtable [num, dim] += g [count, dim] rows at ids (repeated ids add up,
  * in order, so the result does not depend on the thread count). */
-void modelc_rt_gather_grad(float *dtable, const int32_t *ids, const float *g, int64_t count,
-                           int64_t dim) {
+void modelc_rt_gather_grad(modelc_rt_real *dtable, const int32_t *ids, const modelc_rt_real *g,
+                           int64_t count, int64_t dim) {
   int64_t chunks = (dim + KERN_CHUNK - 1) / KERN_CHUNK;
   KERN_OMP("omp parallel for if(count * dim >= KERN_PARALLEL_MIN)")
   for (int64_t c = 0; c < chunks; c++) {
     int64_t j0 = c * KERN_CHUNK, len = dim - j0 < KERN_CHUNK ? dim - j0 : KERN_CHUNK;
     for (int64_t i = 0; i < count; i++) {
       if (ids[i] < 0) continue;
-      float *dst = dtable + (int64_t)ids[i] * dim + j0;
-      const float *src = g + i * dim + j0;
+      modelc_rt_real *dst = dtable + (int64_t)ids[i] * dim + j0;
+      const modelc_rt_real *src = g + i * dim + j0;
       for (int64_t j = 0; j < len; j++) dst[j] += src[j];
     }
   }
@@ -557,8 +566,8 @@ void modelc_rt_gather_grad(float *dtable, const int32_t *ids, const float *g, in
  * (pos the row inside t; angles in double): y[i] = x[i] cos a - x[i+h]
  * sin a, y[i+h] = x[i+h] cos a + x[i] sin a. sign = -1 rotates back
  * (the gradient). An odd hd's last element passes through. */
-static void kern_rope(float *y, const float *x, int64_t outer, int64_t t, int64_t hd, float base,
-                      float sign) {
+static void kern_rope(modelc_rt_real *y, const modelc_rt_real *x, int64_t outer, int64_t t,
+                      int64_t hd, modelc_rt_real base, modelc_rt_real sign) {
   int64_t h = hd / 2;
   for (int64_t i0 = 0; i0 < h; i0 += KERN_CHUNK) {
     int64_t len = h - i0 < KERN_CHUNK ? h - i0 : KERN_CHUNK;
@@ -567,17 +576,17 @@ static void kern_rope(float *y, const float *x, int64_t outer, int64_t t, int64_
       freq[i] = pow((double)base, -2.0 * (double)(i0 + i) / (double)hd);
     KERN_OMP("omp parallel for if(outer * t * len >= KERN_PARALLEL_MIN)")
     for (int64_t pos = 0; pos < t; pos++) {
-      float cs[KERN_CHUNK], sn[KERN_CHUNK];
+      modelc_rt_real cs[KERN_CHUNK], sn[KERN_CHUNK];
       for (int64_t i = 0; i < len; i++) {
         double a = (double)pos * freq[i];
-        cs[i] = (float)cos(a);
-        sn[i] = sign * (float)sin(a);
+        cs[i] = (modelc_rt_real)cos(a);
+        sn[i] = sign * (modelc_rt_real)sin(a);
       }
       for (int64_t o = 0; o < outer; o++) {
-        const float *xr = x + (o * t + pos) * hd + i0;
-        float *yr = y + (o * t + pos) * hd + i0;
+        const modelc_rt_real *xr = x + (o * t + pos) * hd + i0;
+        modelc_rt_real *yr = y + (o * t + pos) * hd + i0;
         for (int64_t i = 0; i < len; i++) {
-          float lo = xr[i], hi = xr[i + h];
+          modelc_rt_real lo = xr[i], hi = xr[i + h];
           yr[i] = lo * cs[i] - hi * sn[i];
           yr[i + h] = hi * cs[i] + lo * sn[i];
         }
@@ -588,13 +597,14 @@ static void kern_rope(float *y, const float *x, int64_t outer, int64_t t, int64_
     for (int64_t row = 0; row < outer * t; row++) y[row * hd + hd - 1] = x[row * hd + hd - 1];
 }
 
-void modelc_rt_rope(float *y, const float *x, int64_t outer, int64_t t, int64_t hd, float base) {
+void modelc_rt_rope(modelc_rt_real *y, const modelc_rt_real *x, int64_t outer, int64_t t,
+                    int64_t hd, modelc_rt_real base) {
   kern_rope(y, x, outer, t, hd, base, 1.0f);
 }
 
 /* dx = the transpose of the rotation applied to g: a rotation by -a. */
-void modelc_rt_rope_grad(float *dx, const float *g, int64_t outer, int64_t t, int64_t hd,
-                         float base) {
+void modelc_rt_rope_grad(modelc_rt_real *dx, const modelc_rt_real *g, int64_t outer, int64_t t,
+                         int64_t hd, modelc_rt_real base) {
   kern_rope(dx, g, outer, t, hd, base, -1.0f);
 }
 
@@ -620,7 +630,7 @@ enum { KERN_TILE = 32 };
  * After dropping size-1 dims and merging y dims that are also adjacent
  * in x, either y's last dim is contiguous in x (copy rows) or it is a
  * transpose of y's last dim with x's last dim, done in 32x32 tiles. */
-void modelc_rt_permute(float *y, const float *x, int rank, const int64_t *dims,
+void modelc_rt_permute(modelc_rt_real *y, const modelc_rt_real *x, int rank, const int64_t *dims,
                        const int64_t *perm) {
   int64_t xstride[MODELC_RT_MAX_RANK], count = 1;
   for (int i = rank - 1; i >= 0; i--) {
@@ -689,8 +699,8 @@ void modelc_rt_permute(float *y, const float *x, int rank, const int64_t *dims,
     for (int64_t p0 = 0; p0 < np; p0 += KERN_TILE) {
       int64_t p1 = p0 + KERN_TILE < np ? p0 + KERN_TILE : np;
       for (int64_t iq = q0; iq < q1; iq++) {
-        float *yr = y + oy.offset + iq * sq;
-        const float *xr = x + ox.offset + iq;
+        modelc_rt_real *yr = y + oy.offset + iq * sq;
+        const modelc_rt_real *xr = x + ox.offset + iq;
         for (int64_t ip = p0; ip < p1; ip++) yr[ip] = xr[ip * sp];
       }
     }

@@ -17,12 +17,13 @@
 #define LOSS_PARALLEL_FOR
 #endif
 
-float modelc_rt_softmax_ce(float *lse, const float *logits, const int32_t *targets, int64_t rows,
-                           int64_t classes, int64_t ignore_index) {
+modelc_rt_real modelc_rt_softmax_ce(modelc_rt_real *lse, const modelc_rt_real *logits,
+                                    const int32_t *targets, int64_t rows, int64_t classes,
+                                    int64_t ignore_index) {
   LOSS_PARALLEL_FOR
   for (int64_t r = 0; r < rows; r++) {
-    const float *x = logits + r * classes;
-    float mx = -INFINITY;
+    const modelc_rt_real *x = logits + r * classes;
+    modelc_rt_real mx = -INFINITY;
     int nan = 0;
     for (int64_t c = 0; c < classes; c++) {
       mx = x[c] > mx ? x[c] : mx;
@@ -30,7 +31,7 @@ float modelc_rt_softmax_ce(float *lse, const float *logits, const int32_t *targe
     }
     double sum = 0.0;
     for (int64_t c = 0; c < classes; c++) sum += (double)modelc_rt_exp_neg(x[c] - mx);
-    lse[r] = nan ? NAN : mx + (float)log(sum);
+    lse[r] = nan ? NAN : mx + (modelc_rt_real)log(sum);
   }
   double total = 0.0;
   int64_t kept = 0;
@@ -41,22 +42,22 @@ float modelc_rt_softmax_ce(float *lse, const float *logits, const int32_t *targe
     total += (double)lse[r] - (double)logits[r * classes + t];
     kept++;
   }
-  return kept ? (float)(total / (double)kept) : 0.0f;
+  return kept ? (modelc_rt_real)(total / (double)kept) : 0.0f;
 }
 
-void modelc_rt_softmax_ce_grad(float *dlogits, const float *logits, const float *lse,
-                               const int32_t *targets, float g, int64_t rows, int64_t classes,
-                               int64_t ignore_index) {
+void modelc_rt_softmax_ce_grad(modelc_rt_real *dlogits, const modelc_rt_real *logits,
+                               const modelc_rt_real *lse, const int32_t *targets, modelc_rt_real g,
+                               int64_t rows, int64_t classes, int64_t ignore_index) {
   int64_t kept = 0;
   for (int64_t r = 0; r < rows; r++) kept += targets[r] != ignore_index;
-  float scale = kept ? (float)((double)g / (double)kept) : 0.0f;
+  modelc_rt_real scale = kept ? (modelc_rt_real)((double)g / (double)kept) : 0.0f;
   LOSS_PARALLEL_FOR
   for (int64_t r = 0; r < rows; r++) {
-    const float *x = logits + r * classes;
-    float *d = dlogits + r * classes, l = lse[r];
+    const modelc_rt_real *x = logits + r * classes;
+    modelc_rt_real *d = dlogits + r * classes, l = lse[r];
     int64_t t = targets[r];
     if (t == ignore_index || !kept) {
-      memset(d, 0, sizeof(float) * (size_t)classes);
+      memset(d, 0, sizeof(modelc_rt_real) * (size_t)classes);
       continue;
     }
     for (int64_t c = 0; c < classes; c++) d[c] = modelc_rt_exp_neg(x[c] - l) * scale;
@@ -66,7 +67,7 @@ void modelc_rt_softmax_ce_grad(float *dlogits, const float *logits, const float 
 
 /* ---- gated linear unit ---- */
 
-static inline float glu_act(float a, int act) {
+static inline modelc_rt_real glu_act(modelc_rt_real a, int act) {
   switch (act) {
   case 0: return modelc_rt_silu(a);
   case 1: return modelc_rt_gelu(a);
@@ -75,33 +76,33 @@ static inline float glu_act(float a, int act) {
   }
 }
 
-static inline float glu_act_grad(float a, int act) {
+static inline modelc_rt_real glu_act_grad(modelc_rt_real a, int act) {
   switch (act) {
   case 0: return modelc_rt_silu_grad(a);
   case 1: return modelc_rt_gelu_grad(a);
   case 2: return modelc_rt_gelu_tanh_grad(a);
   default: {
-    float s = modelc_rt_sigmoid(a);
+    modelc_rt_real s = modelc_rt_sigmoid(a);
     return s * (1.0f - s);
   }
   }
 }
 
-void modelc_rt_glu(float *y, const float *h, int64_t rows, int64_t f, int act) {
+void modelc_rt_glu(modelc_rt_real *y, const modelc_rt_real *h, int64_t rows, int64_t f, int act) {
   LOSS_PARALLEL_FOR
   for (int64_t r = 0; r < rows; r++) {
-    const float *a = h + r * 2 * f, *b = a + f;
-    float *yr = y + r * f;
+    const modelc_rt_real *a = h + r * 2 * f, *b = a + f;
+    modelc_rt_real *yr = y + r * f;
     for (int64_t i = 0; i < f; i++) yr[i] = glu_act(a[i], act) * b[i];
   }
 }
 
-void modelc_rt_glu_grad(float *dh, const float *h, const float *g, int64_t rows, int64_t f,
-                        int act) {
+void modelc_rt_glu_grad(modelc_rt_real *dh, const modelc_rt_real *h, const modelc_rt_real *g,
+                        int64_t rows, int64_t f, int act) {
   LOSS_PARALLEL_FOR
   for (int64_t r = 0; r < rows; r++) {
-    const float *a = h + r * 2 * f, *b = a + f, *gr = g + r * f;
-    float *da = dh + r * 2 * f, *db = da + f;
+    const modelc_rt_real *a = h + r * 2 * f, *b = a + f, *gr = g + r * f;
+    modelc_rt_real *da = dh + r * 2 * f, *db = da + f;
     for (int64_t i = 0; i < f; i++) {
       da[i] = gr[i] * b[i] * glu_act_grad(a[i], act);
       db[i] = gr[i] * glu_act(a[i], act);

@@ -1,13 +1,16 @@
 /* rt_lowp.c: bf16 compute for `precision: bf16`: the operands of matrix
  * products and convolutions are rounded to bfloat16 (round to nearest,
  * ties to even, as a tensor core receives them) and the products are
- * accumulated in f32; everything else, and the master weights, stay f32. */
+ * accumulated in f32; everything else, and the master weights, stay f32.
+ * In the double build (MODELC_DOUBLE) the operands are rounded the same
+ * way and everything else is double. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "modelc_rt.h"
 
-float modelc_rt_round_bf16(float x) {
+modelc_rt_real modelc_rt_round_bf16(modelc_rt_real value) {
+  float x = (float)value; /* exact in the float build; the double build rounds twice */
   uint32_t bits;
   memcpy(&bits, &x, sizeof bits);
   if ((bits & 0x7f800000u) == 0x7f800000u) { /* inf and nan keep their class */
@@ -21,20 +24,21 @@ float modelc_rt_round_bf16(float x) {
 }
 
 /* A rounded copy of a [rows, cols] matrix with row stride ld. */
-static float *lowp_copy(const float *x, int64_t rows, int64_t cols, int64_t ld) {
-  float *y = malloc(sizeof(float) * (size_t)(rows * cols > 0 ? rows * cols : 1));
+static modelc_rt_real *lowp_copy(const modelc_rt_real *x, int64_t rows, int64_t cols, int64_t ld) {
+  modelc_rt_real *y = malloc(sizeof(modelc_rt_real) * (size_t)(rows * cols > 0 ? rows * cols : 1));
   if (!y) return NULL;
   for (int64_t i = 0; i < rows; i++)
     for (int64_t j = 0; j < cols; j++) y[i * cols + j] = modelc_rt_round_bf16(x[i * ld + j]);
   return y;
 }
 
-void modelc_rt_gemm_bf16(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-                         const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
-                         float *c, int64_t ldc) {
+void modelc_rt_gemm_bf16(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                         modelc_rt_real alpha, const modelc_rt_real *a, int64_t lda,
+                         const modelc_rt_real *b, int64_t ldb, modelc_rt_real beta,
+                         modelc_rt_real *c, int64_t ldc) {
   int64_t a_rows = trans_a ? k : m, a_cols = trans_a ? m : k;
   int64_t b_rows = trans_b ? n : k, b_cols = trans_b ? k : n;
-  float *a16 = lowp_copy(a, a_rows, a_cols, lda), *b16 = lowp_copy(b, b_rows, b_cols, ldb);
+  modelc_rt_real *a16 = lowp_copy(a, a_rows, a_cols, lda), *b16 = lowp_copy(b, b_rows, b_cols, ldb);
   if (a16 && b16)
     modelc_rt_gemm(trans_a, trans_b, m, n, k, alpha, a16, a_cols, b16, b_cols, beta, c, ldc);
   else /* out of memory: the f32 product rather than none */
@@ -43,29 +47,32 @@ void modelc_rt_gemm_bf16(int trans_a, int trans_b, int64_t m, int64_t n, int64_t
   free(b16);
 }
 
-static float *lowp_all(const float *x, int64_t n) { return lowp_copy(x, 1, n, n); }
+static modelc_rt_real *lowp_all(const modelc_rt_real *x, int64_t n) {
+  return lowp_copy(x, 1, n, n);
+}
 
-void modelc_rt_conv2d_bf16(float *y, const float *x, const float *w, const modelc_rt_conv *p) {
-  float *x16 = lowp_all(x, p->n * p->c * p->h * p->w);
-  float *w16 = lowp_all(w, p->o * (p->c / p->groups) * p->kh * p->kw);
+void modelc_rt_conv2d_bf16(modelc_rt_real *y, const modelc_rt_real *x, const modelc_rt_real *w,
+                           const modelc_rt_conv *p) {
+  modelc_rt_real *x16 = lowp_all(x, p->n * p->c * p->h * p->w);
+  modelc_rt_real *w16 = lowp_all(w, p->o * (p->c / p->groups) * p->kh * p->kw);
   modelc_rt_conv2d(y, x16 ? x16 : x, w16 ? w16 : w, p);
   free(x16);
   free(w16);
 }
 
-void modelc_rt_conv2d_grad_input_bf16(float *dx, const float *g, const float *w,
-                                      const modelc_rt_conv *p) {
-  float *g16 = lowp_all(g, p->n * p->o * p->oh * p->ow);
-  float *w16 = lowp_all(w, p->o * (p->c / p->groups) * p->kh * p->kw);
+void modelc_rt_conv2d_grad_input_bf16(modelc_rt_real *dx, const modelc_rt_real *g,
+                                      const modelc_rt_real *w, const modelc_rt_conv *p) {
+  modelc_rt_real *g16 = lowp_all(g, p->n * p->o * p->oh * p->ow);
+  modelc_rt_real *w16 = lowp_all(w, p->o * (p->c / p->groups) * p->kh * p->kw);
   modelc_rt_conv2d_grad_input(dx, g16 ? g16 : g, w16 ? w16 : w, p);
   free(g16);
   free(w16);
 }
 
-void modelc_rt_conv2d_grad_weight_bf16(float *dw, const float *x, const float *g,
-                                       const modelc_rt_conv *p) {
-  float *x16 = lowp_all(x, p->n * p->c * p->h * p->w);
-  float *g16 = lowp_all(g, p->n * p->o * p->oh * p->ow);
+void modelc_rt_conv2d_grad_weight_bf16(modelc_rt_real *dw, const modelc_rt_real *x,
+                                       const modelc_rt_real *g, const modelc_rt_conv *p) {
+  modelc_rt_real *x16 = lowp_all(x, p->n * p->c * p->h * p->w);
+  modelc_rt_real *g16 = lowp_all(g, p->n * p->o * p->oh * p->ow);
   modelc_rt_conv2d_grad_weight(dw, x16 ? x16 : x, g16 ? g16 : g, p);
   free(x16);
   free(g16);

@@ -37,7 +37,8 @@ int modelc_rt_load_tensor(const modelc_rt_st_file *f, const modelc_rt_tensor_des
   }
   int64_t count = 1;
   for (int i = 0; i < want->rank; i++) count *= want->shape[i];
-  if (want->dtype != MODELC_RT_I64) return modelc_rt_st_read_f32(f, t, 0, count, dst, err, errlen);
+  if (want->dtype != MODELC_RT_I64)
+    return modelc_rt_st_read_real(f, t, 0, count, dst, err, errlen);
   /* Integer state (num_batches_tracked): read through i32, kept as i64. */
   int32_t small[64];
   if (count > 64) {

@@ -16,55 +16,59 @@
 
 /* torch.lerp(a, b, w) on CPU: a + w (b - a) for w < 0.5, else
  * b + (w - 1) (b - a), each one rounding. */
-static float optim_lerp(float a, float b, float w) {
-  return w < 0.5f ? fmaf(w, b - a, a) : fmaf(w - 1.0f, b - a, b);
+static modelc_rt_real optim_lerp(modelc_rt_real a, modelc_rt_real b, modelc_rt_real w) {
+  return w < 0.5f ? modelc_rt_fma(w, b - a, a) : modelc_rt_fma(w - 1.0f, b - a, b);
 }
 
-void modelc_rt_adamw(float *param, const float *grad, float *m, float *v, int64_t n, float lr,
-                     float beta1, float beta2, float eps, float weight_decay, int64_t step) {
-  float decay = (float)(1.0 - (double)lr * (double)weight_decay);
-  float w1 = (float)(1.0 - (double)beta1);
-  float b2 = beta2, w2 = (float)(1.0 - (double)beta2);
+void modelc_rt_adamw(modelc_rt_real *param, const modelc_rt_real *grad, modelc_rt_real *m,
+                     modelc_rt_real *v, int64_t n, modelc_rt_real lr, modelc_rt_real beta1,
+                     modelc_rt_real beta2, modelc_rt_real eps, modelc_rt_real weight_decay,
+                     int64_t step) {
+  modelc_rt_real decay = (modelc_rt_real)(1.0 - (double)lr * (double)weight_decay);
+  modelc_rt_real w1 = (modelc_rt_real)(1.0 - (double)beta1);
+  modelc_rt_real b2 = beta2, w2 = (modelc_rt_real)(1.0 - (double)beta2);
   double correction1 = 1.0 - pow((double)beta1, (double)step);
   double correction2 = 1.0 - pow((double)beta2, (double)step);
-  float neg_step_size = (float)(-((double)lr / correction1));
-  float correction2_sqrt = (float)sqrt(correction2);
+  modelc_rt_real neg_step_size = (modelc_rt_real)(-((double)lr / correction1));
+  modelc_rt_real correction2_sqrt = (modelc_rt_real)sqrt(correction2);
 #ifdef _OPENMP
 #pragma omp parallel for if (n >= OPTIM_PARALLEL_MIN)
 #endif
   for (int64_t i = 0; i < n; i++) {
-    float g = grad[i];
-    float p = param[i] * decay;
-    float mi = optim_lerp(m[i], g, w1);
-    float vi = fmaf(w2 * g, g, v[i] * b2); /* v.mul_(b2).addcmul_(g, g, value=1-b2) */
-    float denom = sqrtf(vi) / correction2_sqrt;
+    modelc_rt_real g = grad[i];
+    modelc_rt_real p = param[i] * decay;
+    modelc_rt_real mi = optim_lerp(m[i], g, w1);
+    modelc_rt_real vi =
+        modelc_rt_fma(w2 * g, g, v[i] * b2); /* v.mul_(b2).addcmul_(g, g, value=1-b2) */
+    modelc_rt_real denom = modelc_rt_sqrt(vi) / correction2_sqrt;
     denom = denom + eps;
-    float update = neg_step_size * mi;
+    modelc_rt_real update = neg_step_size * mi;
     param[i] = p + update / denom; /* p.addcdiv_(m, denom, value=-step_size) */
     m[i] = mi;
     v[i] = vi;
   }
 }
 
-void modelc_rt_sgd(float *param, const float *grad, float *buf, int64_t n, float lr, float momentum,
-                   int nesterov, float weight_decay, int first_step) {
-  float neg_lr = -lr;
+void modelc_rt_sgd(modelc_rt_real *param, const modelc_rt_real *grad, modelc_rt_real *buf,
+                   int64_t n, modelc_rt_real lr, modelc_rt_real momentum, int nesterov,
+                   modelc_rt_real weight_decay, int first_step) {
+  modelc_rt_real neg_lr = -lr;
 #ifdef _OPENMP
 #pragma omp parallel for if (n >= OPTIM_PARALLEL_MIN)
 #endif
   for (int64_t i = 0; i < n; i++) {
-    float d = grad[i];
-    if (weight_decay != 0.0f) d = fmaf(param[i], weight_decay, d); /* g.add(p, alpha=wd) */
+    modelc_rt_real d = grad[i];
+    if (weight_decay != 0.0f) d = modelc_rt_fma(param[i], weight_decay, d); /* g.add(p, alpha=wd) */
     if (momentum != 0.0f) {
-      float b = d;
+      modelc_rt_real b = d;
       if (!first_step) { /* buf.mul_(momentum).add_(d): two roundings */
         b = buf[i] * momentum;
         b = b + d;
       }
       buf[i] = b;
-      d = nesterov ? fmaf(b, momentum, d) : b; /* d.add(buf, alpha=momentum) */
+      d = nesterov ? modelc_rt_fma(b, momentum, d) : b; /* d.add(buf, alpha=momentum) */
     }
-    param[i] = fmaf(d, neg_lr, param[i]); /* p.add_(d, alpha=-lr) */
+    param[i] = modelc_rt_fma(d, neg_lr, param[i]); /* p.add_(d, alpha=-lr) */
   }
 }
 
@@ -82,7 +86,7 @@ double modelc_rt_lr_at(const modelc_rt_schedule *s, int64_t step) {
 
 /* In 64 fixed chunks summed in order, so the result does not depend on
  * the thread count. */
-double modelc_rt_sum_squares(const float *x, int64_t n) {
+double modelc_rt_sum_squares(const modelc_rt_real *x, int64_t n) {
   enum { CHUNKS = 64 };
   double partial[CHUNKS];
   int64_t chunk = (n + CHUNKS - 1) / CHUNKS;
@@ -103,7 +107,7 @@ double modelc_rt_sum_squares(const float *x, int64_t n) {
   return total;
 }
 
-void modelc_rt_scale(float *x, int64_t n, float factor) {
+void modelc_rt_scale(modelc_rt_real *x, int64_t n, modelc_rt_real factor) {
 #ifdef _OPENMP
 #pragma omp parallel for if (n >= OPTIM_PARALLEL_MIN)
 #endif

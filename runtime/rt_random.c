@@ -36,7 +36,7 @@ static float rng_normal(uint64_t seed, uint64_t stream, uint64_t i) {
   return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586477 * u2));
 }
 
-void modelc_rt_fill_normal(float *x, int64_t n, float mean, float std, uint64_t seed,
+void modelc_rt_fill_normal(modelc_rt_real *x, int64_t n, float mean, float std, uint64_t seed,
                            uint64_t stream) {
 #ifdef _OPENMP
 #pragma omp parallel for if (n >= RNG_PARALLEL_MIN)
@@ -47,7 +47,7 @@ void modelc_rt_fill_normal(float *x, int64_t n, float mean, float std, uint64_t 
   }
 }
 
-void modelc_rt_fill_uniform(float *x, int64_t n, float low, float high, uint64_t seed,
+void modelc_rt_fill_uniform(modelc_rt_real *x, int64_t n, float low, float high, uint64_t seed,
                             uint64_t stream) {
   double width = (double)high - (double)low;
 #ifdef _OPENMP
@@ -60,14 +60,15 @@ void modelc_rt_fill_uniform(float *x, int64_t n, float low, float high, uint64_t
   }
 }
 
-void modelc_rt_fill(float *x, int64_t n, float value) {
+void modelc_rt_fill(modelc_rt_real *x, int64_t n, modelc_rt_real value) {
 #ifdef _OPENMP
 #pragma omp parallel for if (n >= RNG_PARALLEL_MIN)
 #endif
   for (int64_t i = 0; i < n; i++) x[i] = value;
 }
 
-void modelc_rt_dropout_mask(float *mask, int64_t n, float p, uint64_t seed, uint64_t stream) {
+void modelc_rt_dropout_mask(modelc_rt_real *mask, int64_t n, float p, uint64_t seed,
+                            uint64_t stream) {
   float keep = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f; /* p = 1 drops everything */
 #ifdef _OPENMP
 #pragma omp parallel for if (n >= RNG_PARALLEL_MIN)

@@ -778,8 +778,9 @@ static int st_check_range(const modelc_rt_st_file *f, const modelc_rt_st_tensor 
   return 0;
 }
 
-int modelc_rt_st_read_f32(const modelc_rt_st_file *f, const modelc_rt_st_tensor *t, int64_t first,
-                          int64_t count, float *dst, char *err, size_t errlen) {
+int modelc_rt_st_read_real(const modelc_rt_st_file *f, const modelc_rt_st_tensor *t,
+                           int64_t first, int64_t count, modelc_rt_real *dst, char *err,
+                           size_t errlen) {
   const unsigned char *src = NULL;
   if (t->dtype != MODELC_RT_F32 && t->dtype != MODELC_RT_BF16 && t->dtype != MODELC_RT_F16 &&
       t->dtype != MODELC_RT_F64)
@@ -790,7 +791,15 @@ int modelc_rt_st_read_f32(const modelc_rt_st_file *f, const modelc_rt_st_tensor 
   size_t n = (size_t)count;
   switch (t->dtype) {
   case MODELC_RT_F32:
-    if (n) memcpy(dst, src, n * 4);
+    if (sizeof *dst == 4) {
+      if (n) memcpy(dst, src, n * 4);
+      break;
+    }
+    for (size_t i = 0; i < n; i++) {
+      float v;
+      memcpy(&v, src + 4 * i, 4);
+      dst[i] = v;
+    }
     break;
   case MODELC_RT_BF16:
   case MODELC_RT_F16:
@@ -804,7 +813,7 @@ int modelc_rt_st_read_f32(const modelc_rt_st_file *f, const modelc_rt_st_tensor 
     for (size_t i = 0; i < n; i++) {
       double v;
       memcpy(&v, src + 8 * i, 8);
-      dst[i] = (float)v;
+      dst[i] = (modelc_rt_real)v;
     }
     break;
   }

@@ -70,17 +70,17 @@ static int sample_find(const modelc_rt_tensor_desc *descs, int n, const char *na
 }
 
 static int sample_descending(const void *a, const void *b) {
-  float x = *(const float *)a, y = *(const float *)b;
+  modelc_rt_real x = *(const modelc_rt_real *)a, y = *(const modelc_rt_real *)b;
   return (x < y) - (x > y);
 }
 
 /* Draws a byte from softmax(logits / temperature) over the first 256
  * logits, keeping only the top k when k > 0. */
-static int sample_draw(const float *logits, const sample_options *o, uint64_t index,
+static int sample_draw(const modelc_rt_real *logits, const sample_options *o, uint64_t index,
                        double *probs) {
-  float sorted[256];
+  modelc_rt_real sorted[256];
   memcpy(sorted, logits, sizeof sorted);
-  qsort(sorted, 256, sizeof(float), sample_descending);
+  qsort(sorted, 256, sizeof(modelc_rt_real), sample_descending);
   double most = sorted[0];
   double cut = o->top_k > 0 && o->top_k < 256 ? sorted[o->top_k - 1] : -INFINITY;
   double total = 0;
@@ -131,12 +131,13 @@ int modelc_rt_sample_main(int argc, char **argv, const modelc_rt_model *m) {
   }
   void **inputs = calloc((size_t)m->num_inputs, sizeof(void *));
   int32_t *context = calloc((size_t)(batch * time), sizeof(int32_t));
-  const float **outputs = calloc((size_t)(m->num_outputs ? m->num_outputs : 1), sizeof(float *));
+  const modelc_rt_real **outputs =
+      calloc((size_t)(m->num_outputs ? m->num_outputs : 1), sizeof(modelc_rt_real *));
   /* other inputs (targets) get zeros: the forward pass does not read them */
   for (int i = 0; i < m->num_inputs && rc == 0; i++) {
     int64_t n = 1;
     for (int d = 0; d < m->inputs[i].rank; d++) n *= m->inputs[i].shape[d];
-    inputs[i] = i == ti ? (void *)context : calloc((size_t)n, 4);
+    inputs[i] = i == ti ? (void *)context : calloc((size_t)n, sizeof(modelc_rt_real));
     if (!inputs[i]) rc = 2;
   }
   if (!inputs || !context || !outputs) rc = 2;
@@ -152,7 +153,7 @@ int modelc_rt_sample_main(int argc, char **argv, const modelc_rt_model *m) {
     context[len++] = (unsigned char)o.prompt[i];
   }
   for (int64_t step = 0; step < o.count && rc == 0; step++) {
-    float loss;
+    modelc_rt_real loss;
     if (len == 0) context[len++] = '\n';
     if (m->forward(model, (const void *const *)inputs, outputs, 0, &loss) != 0) {
       fprintf(stderr, "%s sample: error: %s\n", m->name, m->error(model));

@@ -25,7 +25,7 @@
  * trouble (bad arguments, a file that cannot be read), as cmp(1) does.
  *
  * The files are read with the runtime's safetensors reader
- * (modelc_rt_st_open / find / read_f32 / read_i32). */
+ * (modelc_rt_st_open / find / read_real / read_i32). */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -106,8 +106,8 @@ static double *read_values(const modelc_rt_st_file *f, const modelc_rt_st_tensor
   }
   int rc;
   if (is_float_dtype(t->dtype)) {
-    float *tmp = malloc((size_t)(n ? n : 1) * sizeof *tmp);
-    rc = tmp ? modelc_rt_st_read_f32(f, t, 0, n, tmp, err, sizeof err) : -1;
+    modelc_rt_real *tmp = malloc((size_t)(n ? n : 1) * sizeof *tmp);
+    rc = tmp ? modelc_rt_st_read_real(f, t, 0, n, tmp, err, sizeof err) : -1;
     for (int64_t i = 0; rc == 0 && i < n; i++) out[i] = tmp[i];
     if (!tmp) snprintf(err, sizeof err, "out of memory");
     free(tmp);

@@ -272,7 +272,7 @@ START_TEST(idx_to_safetensors) {
   ck_assert_int_eq(lb->rank, 1);
   ck_assert_int_eq(lb->shape[0], 3);
   float *px = malloc(3 * 784 * sizeof *px);
-  ck_assert_int_eq(modelc_rt_st_read_f32(&f, im, 0, 3 * 784, px, err, sizeof err), 0);
+  ck_assert_int_eq(modelc_rt_st_read_real(&f, im, 0, 3 * 784, px, err, sizeof err), 0);
   int bad = 0;
   for (int k = 0; k < 3; k++)
     for (int i = 0; i < 784; i++) bad += px[k * 784 + i] != (float)((k * 31 + i) % 256) / 255.0f;
@@ -283,7 +283,7 @@ START_TEST(idx_to_safetensors) {
   ck_assert_int_eq(modelc_rt_st_read_i32(&f, lb, 0, 3, cls, err, sizeof err), 0);
   ck_assert(cls[0] == 0 && cls[1] == 3 && cls[2] == 6);
   /* one sample: a slice of the first dimension */
-  ck_assert_int_eq(modelc_rt_st_read_f32(&f, im, 784, 784, px, err, sizeof err), 0);
+  ck_assert_int_eq(modelc_rt_st_read_real(&f, im, 784, 784, px, err, sizeof err), 0);
   ck_assert_float_eq(px[0], 31.0f / 255.0f);
   free(px);
   modelc_rt_st_close(&f);

@@ -113,7 +113,7 @@ static int load(void *model, const char *path) {
       snprintf(t->err, sizeof t->err, "%s: tensor '%s' has the wrong shape", path, s->name);
       rc = -1;
     } else {
-      rc = modelc_rt_st_read_f32(&f, s, 0, n, param_data(t, i), t->err, sizeof t->err);
+      rc = modelc_rt_st_read_real(&f, s, 0, n, param_data(t, i), t->err, sizeof t->err);
     }
   }
   if (rc == 0 && f.count != m->num_params) {
@@ -518,7 +518,7 @@ static void read_tensor(const char *path, const char *name, int rank, const int6
   ck_assert_msg(t != NULL, "%s has no tensor %s", path, name);
   ck_assert_int_eq(t->rank, rank);
   for (int i = 0; shape && i < rank; i++) ck_assert_int_eq(t->shape[i], shape[i]);
-  ck_assert_msg(modelc_rt_st_read_f32(&f, t, 0, n, dst, err, sizeof err) == 0, "%s", err);
+  ck_assert_msg(modelc_rt_st_read_real(&f, t, 0, n, dst, err, sizeof err) == 0, "%s", err);
   modelc_rt_st_close(&f);
 }
 

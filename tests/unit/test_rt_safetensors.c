@@ -415,9 +415,9 @@ START_TEST(lenient_where_valid) {
   ck_assert_ptr_eq(b, &f.tensors[0]);
   ck_assert_ptr_null(modelc_rt_st_find(&f, "c"));
   float out[2];
-  ck_assert_int_eq(modelc_rt_st_read_f32(&f, b, 0, 2, out, err, sizeof err), 0);
+  ck_assert_int_eq(modelc_rt_st_read_real(&f, b, 0, 2, out, err, sizeof err), 0);
   ck_assert(isnan(out[0]) && isinf(out[1]) && out[1] < 0);
-  ck_assert_int_eq(modelc_rt_st_read_f32(&f, &f.tensors[1], 0, 1, out, err, sizeof err), 0);
+  ck_assert_int_eq(modelc_rt_st_read_real(&f, &f.tensors[1], 0, 1, out, err, sizeof err), 0);
   ck_assert_float_eq(out[0], 1.5f);
   modelc_rt_st_close(&f);
   ck_assert_int_eq(f.count, 0);
@@ -463,23 +463,23 @@ START_TEST(read_conversions_and_ranges) {
   ck_assert_int_eq(modelc_rt_st_read_i32(&f, u, 0, 2, iv, err, sizeof err), 0);
   ck_assert_int_eq(iv[1], 255);
   /* a slice of the first dimension */
-  ck_assert_int_eq(modelc_rt_st_read_f32(&f, m, 2, 2, fv, err, sizeof err), 0);
+  ck_assert_int_eq(modelc_rt_st_read_real(&f, m, 2, 2, fv, err, sizeof err), 0);
   ck_assert_float_eq(fv[0], 3.0f);
   ck_assert_float_eq(fv[1], 4.0f);
-  ck_assert_int_eq(modelc_rt_st_read_f32(&f, m, 4, 0, fv, err, sizeof err), 0);
+  ck_assert_int_eq(modelc_rt_st_read_real(&f, m, 4, 0, fv, err, sizeof err), 0);
   snprintf(want, sizeof want, "%s: tensor 'm': cannot read elements [3, 5) of its 4", path);
-  ck_assert_int_eq(modelc_rt_st_read_f32(&f, m, 3, 2, fv, err, sizeof err), -1);
+  ck_assert_int_eq(modelc_rt_st_read_real(&f, m, 3, 2, fv, err, sizeof err), -1);
   ck_assert_str_eq(err, want);
   snprintf(want, sizeof want, "%s: tensor 'm': cannot read elements [-1, 1) of its 4", path);
-  ck_assert_int_eq(modelc_rt_st_read_f32(&f, m, -1, 2, fv, err, sizeof err), -1);
+  ck_assert_int_eq(modelc_rt_st_read_real(&f, m, -1, 2, fv, err, sizeof err), -1);
   ck_assert_str_eq(err, want);
-  ck_assert_int_eq(modelc_rt_st_read_f32(&f, m, 0, INT64_MAX, fv, err, sizeof err), -1);
+  ck_assert_int_eq(modelc_rt_st_read_real(&f, m, 0, INT64_MAX, fv, err, sizeof err), -1);
   snprintf(want, sizeof want, "%s: tensor 'm' is F32, not an integer dtype (I32, I64, U8)", path);
   ck_assert_int_eq(modelc_rt_st_read_i32(&f, m, 0, 4, iv, err, sizeof err), -1);
   ck_assert_str_eq(err, want);
   snprintf(want, sizeof want,
            "%s: tensor 'u' is U8, not a floating-point dtype (F32, BF16, F16, F64)", path);
-  ck_assert_int_eq(modelc_rt_st_read_f32(&f, u, 0, 2, fv, err, sizeof err), -1);
+  ck_assert_int_eq(modelc_rt_st_read_real(&f, u, 0, 2, fv, err, sizeof err), -1);
   ck_assert_str_eq(err, want);
   modelc_rt_st_close(&f);
 }
@@ -521,16 +521,16 @@ START_TEST(round_trip_every_dtype) {
   float fv[5];
   int32_t iv[5];
   ck_assert_int_eq(
-      modelc_rt_st_read_f32(&f, modelc_rt_st_find(&f, "bf16"), 0, 3, fv, err, sizeof err), 0);
+      modelc_rt_st_read_real(&f, modelc_rt_st_find(&f, "bf16"), 0, 3, fv, err, sizeof err), 0);
   ck_assert(fv[0] == 1.0f && fv[1] == -2.5f && isnan(fv[2]));
   ck_assert_int_eq(
-      modelc_rt_st_read_f32(&f, modelc_rt_st_find(&f, "f16"), 0, 4, fv, err, sizeof err), 0);
+      modelc_rt_st_read_real(&f, modelc_rt_st_find(&f, "f16"), 0, 4, fv, err, sizeof err), 0);
   ck_assert(fv[0] == 1.0f && fv[1] == -2.5f && fv[2] == ldexpf(1.0f, -24) && isinf(fv[3]));
   ck_assert_int_eq(
-      modelc_rt_st_read_f32(&f, modelc_rt_st_find(&f, "f64"), 0, 2, fv, err, sizeof err), 0);
+      modelc_rt_st_read_real(&f, modelc_rt_st_find(&f, "f64"), 0, 2, fv, err, sizeof err), 0);
   ck_assert(fv[0] == 0.1f && isinf(fv[1]) && fv[1] < 0);
   ck_assert_int_eq(
-      modelc_rt_st_read_f32(&f, modelc_rt_st_find(&f, "scalar"), 0, 1, fv, err, sizeof err), 0);
+      modelc_rt_st_read_real(&f, modelc_rt_st_find(&f, "scalar"), 0, 1, fv, err, sizeof err), 0);
   ck_assert(fv[0] == 1.0f);
   ck_assert_int_eq(
       modelc_rt_st_read_i32(&f, modelc_rt_st_find(&f, "i64"), 0, 2, iv, err, sizeof err), 0);
@@ -661,7 +661,7 @@ static void expect_old(void) {
   ck_assert_int_eq(modelc_rt_st_open(&f, path, err, sizeof err), 0);
   ck_assert_int_eq(f.count, 1);
   ck_assert_int_eq(
-      modelc_rt_st_read_f32(&f, modelc_rt_st_find(&f, "old"), 0, 2, v, err, sizeof err), 0);
+      modelc_rt_st_read_real(&f, modelc_rt_st_find(&f, "old"), 0, 2, v, err, sizeof err), 0);
   ck_assert(v[0] == 7.0f && v[1] == 8.0f);
   modelc_rt_st_close(&f);
   ck_assert_int_eq(entries_in_dir(), 1);
