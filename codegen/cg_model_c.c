@@ -364,24 +364,22 @@ static void write_update(model_writer *w) {
   cg_emitter *e = w->e;
   const cg_spec_info *t = w->info;
   cg_emitf(e, "/* The optimizer step: average the accumulated gradients over the\n");
-  cg_emitf(e, " * micro-batches, clip by the global norm, update, zero the gradients. */\n");
+  cg_emitf(e, " * micro-batches, clip by the global norm, update, zero the gradients;\n");
+  cg_emitf(e, " * one pass for the norm, one for the rest (AdamW/SGD with the average\n");
+  cg_emitf(e, " * and clip factors applied as each gradient is read). */\n");
   cg_emit_open(e, "static int update(%s *m, int64_t micro_batches, double *norm_out, double *lr_out)", w->m);
   cg_emitf(e, "static const modelc_rt_schedule schedule = {%d, %.17g, %.17g, %lld, %lld};\n", t->schedule, t->lr,
            t->min_lr, (long long)t->warmup, (long long)t->steps);
   cg_emitf(e, "modelc_rt_real scale = 1.0f / (modelc_rt_real)(micro_batches > 0 ? micro_batches : 1);\n");
   cg_emitf(e, "double squares = 0;\n");
-  cg_emit_open(e, "for (int i = 0; i < NUM_PARAMS; i++)");
-  cg_emitf(e, "modelc_rt_real *g = m->grads + places[i].offset;\n");
-  cg_emitf(e, "if (micro_batches > 1) modelc_rt_scale(g, places[i].count, scale);\n");
-  cg_emitf(e, "squares += modelc_rt_sum_squares(g, places[i].count);\n");
-  cg_emit_close(e, NULL);
+  cg_emitf(e, "for (int i = 0; i < NUM_PARAMS; i++) squares += modelc_rt_sum_squares_scaled(m->grads + places[i].offset, places[i].count, scale);\n");
   cg_emitf(e, "double norm = sqrt(squares);\n");
   if (t->grad_clip > 0) {
     cg_emitf(e, "/* torch.nn.utils.clip_grad_norm_ */\n");
     cg_emitf(e, "modelc_rt_real clip = (modelc_rt_real)(%.17g / (norm + 1e-6));\n", t->grad_clip);
-    cg_emit_open(e, "if (clip < 1.0f)");
-    cg_emitf(e, "for (int i = 0; i < NUM_PARAMS; i++) modelc_rt_scale(m->grads + places[i].offset, places[i].count, clip);\n");
-    cg_emit_close(e, NULL);
+    cg_emitf(e, "if (!(clip < 1.0f)) clip = 1.0f;\n");
+  } else {
+    cg_emitf(e, "const modelc_rt_real clip = 1.0f;\n");
   }
   cg_emitf(e, "double lr = modelc_rt_lr_at(&schedule, m->step);\n");
   cg_emit_open(e, "for (int i = 0; i < NUM_PARAMS; i++)");
@@ -391,15 +389,14 @@ static void write_update(model_writer *w) {
            cg_c_literal(w->p->arena, t->weight_decay, IR_f32));
   if (t->optimizer == 0) {
     cg_emitf(e, "modelc_rt_real *m1 = m->opt + places[i].offset, *m2 = m->opt + GRAD_SIZE + places[i].offset;\n");
-    cg_emitf(e, "modelc_rt_adamw(param, g, m1, m2, places[i].count, (modelc_rt_real)lr, %s, %s, %s, decay, m->step + 1);\n",
+    cg_emitf(e, "modelc_rt_adamw_step(param, g, m1, m2, places[i].count, (modelc_rt_real)lr, %s, %s, %s, decay, m->step + 1, scale, clip);\n",
              cg_c_literal(w->p->arena, t->beta1, IR_f32), cg_c_literal(w->p->arena, t->beta2, IR_f32),
              cg_c_literal(w->p->arena, t->eps, IR_f32));
   } else {
     cg_emitf(e, "modelc_rt_real *buf = %s;\n", optimizer_slots(w) ? "m->opt + places[i].offset" : "NULL");
-    cg_emitf(e, "modelc_rt_sgd(param, g, buf, places[i].count, (modelc_rt_real)lr, %s, %d, decay, m->step == 0);\n",
+    cg_emitf(e, "modelc_rt_sgd_step(param, g, buf, places[i].count, (modelc_rt_real)lr, %s, %d, decay, m->step == 0, scale, clip);\n",
              cg_c_literal(w->p->arena, t->momentum, IR_f32), t->nesterov);
   }
-  cg_emitf(e, "memset(g, 0, (size_t)places[i].count * sizeof(modelc_rt_real));\n");
   cg_emit_close(e, NULL);
   cg_emitf(e, "m->step++;\nm->pending = 0;\n");
   cg_emitf(e, "if (norm_out) *norm_out = norm;\nif (lr_out) *lr_out = lr;\nreturn 0;\n");

@@ -304,6 +304,17 @@ void modelc_rt_adamw(modelc_rt_real *param, const modelc_rt_real *grad, modelc_r
 void modelc_rt_sgd(modelc_rt_real *param, const modelc_rt_real *grad, modelc_rt_real *buf,
                    int64_t n, modelc_rt_real lr, modelc_rt_real momentum, int nesterov,
                    modelc_rt_real weight_decay, int first_step);
+/* The optimizer step of generated code, one pass per tensor: the same
+ * update on g = (grad * scale) * clip (averaging over micro-batches and
+ * clipping, rounded as if done in place first), then grad = 0. */
+void modelc_rt_adamw_step(modelc_rt_real *param, modelc_rt_real *grad, modelc_rt_real *m,
+                          modelc_rt_real *v, int64_t n, modelc_rt_real lr, modelc_rt_real beta1,
+                          modelc_rt_real beta2, modelc_rt_real eps, modelc_rt_real weight_decay,
+                          int64_t step, modelc_rt_real scale, modelc_rt_real clip);
+void modelc_rt_sgd_step(modelc_rt_real *param, modelc_rt_real *grad, modelc_rt_real *buf,
+                        int64_t n, modelc_rt_real lr, modelc_rt_real momentum, int nesterov,
+                        modelc_rt_real weight_decay, int first_step, modelc_rt_real scale,
+                        modelc_rt_real clip);
 
 typedef enum { MODELC_RT_CONSTANT, MODELC_RT_COSINE, MODELC_RT_LINEAR } modelc_rt_schedule_kind;
 
@@ -318,8 +329,10 @@ typedef struct modelc_rt_schedule {
  * s = steps, min_lr after; warmup == steps is guarded). */
 double modelc_rt_lr_at(const modelc_rt_schedule *s, int64_t step);
 
-/* Sum of squares of n floats, in double. */
+/* Sum of squares of n floats, in double; _scaled squares x * scale (the
+ * product rounded first). */
 double modelc_rt_sum_squares(const modelc_rt_real *x, int64_t n);
+double modelc_rt_sum_squares_scaled(const modelc_rt_real *x, int64_t n, modelc_rt_real scale);
 void modelc_rt_scale(modelc_rt_real *x, int64_t n, modelc_rt_real factor);
 
 /* ---- kernels used by generated code ----

@@ -20,10 +20,13 @@ static modelc_rt_real optim_lerp(modelc_rt_real a, modelc_rt_real b, modelc_rt_r
   return w < 0.5f ? modelc_rt_fma(w, b - a, a) : modelc_rt_fma(w - 1.0f, b - a, b);
 }
 
-void modelc_rt_adamw(modelc_rt_real *param, const modelc_rt_real *grad, modelc_rt_real *m,
-                     modelc_rt_real *v, int64_t n, modelc_rt_real lr, modelc_rt_real beta1,
-                     modelc_rt_real beta2, modelc_rt_real eps, modelc_rt_real weight_decay,
-                     int64_t step) {
+/* AdamW over g = (grad * scale) * clip, each product rounded as when
+ * the gradient was scaled in place first (multiplying by 1 is exact);
+ * with `zero`, the gradient is cleared in the same pass. */
+static void adamw_pass(modelc_rt_real *param, modelc_rt_real *grad, modelc_rt_real *m,
+                       modelc_rt_real *v, int64_t n, modelc_rt_real lr, modelc_rt_real beta1,
+                       modelc_rt_real beta2, modelc_rt_real eps, modelc_rt_real weight_decay,
+                       int64_t step, modelc_rt_real scale, modelc_rt_real clip, int zero) {
   modelc_rt_real decay = (modelc_rt_real)(1.0 - (double)lr * (double)weight_decay);
   modelc_rt_real w1 = (modelc_rt_real)(1.0 - (double)beta1);
   modelc_rt_real b2 = beta2, w2 = (modelc_rt_real)(1.0 - (double)beta2);
@@ -35,7 +38,8 @@ void modelc_rt_adamw(modelc_rt_real *param, const modelc_rt_real *grad, modelc_r
 #pragma omp parallel for if (n >= OPTIM_PARALLEL_MIN)
 #endif
   for (int64_t i = 0; i < n; i++) {
-    modelc_rt_real g = grad[i];
+    modelc_rt_real g = grad[i] * scale;
+    g = g * clip;
     modelc_rt_real p = param[i] * decay;
     modelc_rt_real mi = optim_lerp(m[i], g, w1);
     modelc_rt_real vi =
@@ -46,18 +50,37 @@ void modelc_rt_adamw(modelc_rt_real *param, const modelc_rt_real *grad, modelc_r
     param[i] = p + update / denom; /* p.addcdiv_(m, denom, value=-step_size) */
     m[i] = mi;
     v[i] = vi;
+    if (zero) grad[i] = 0.0f;
   }
 }
 
-void modelc_rt_sgd(modelc_rt_real *param, const modelc_rt_real *grad, modelc_rt_real *buf,
-                   int64_t n, modelc_rt_real lr, modelc_rt_real momentum, int nesterov,
-                   modelc_rt_real weight_decay, int first_step) {
+void modelc_rt_adamw(modelc_rt_real *param, const modelc_rt_real *grad, modelc_rt_real *m,
+                     modelc_rt_real *v, int64_t n, modelc_rt_real lr, modelc_rt_real beta1,
+                     modelc_rt_real beta2, modelc_rt_real eps, modelc_rt_real weight_decay,
+                     int64_t step) {
+  /* grad is only read: zero is 0 */
+  adamw_pass(param, (modelc_rt_real *)grad, m, v, n, lr, beta1, beta2, eps, weight_decay, step,
+             1.0f, 1.0f, 0);
+}
+
+void modelc_rt_adamw_step(modelc_rt_real *param, modelc_rt_real *grad, modelc_rt_real *m,
+                          modelc_rt_real *v, int64_t n, modelc_rt_real lr, modelc_rt_real beta1,
+                          modelc_rt_real beta2, modelc_rt_real eps, modelc_rt_real weight_decay,
+                          int64_t step, modelc_rt_real scale, modelc_rt_real clip) {
+  adamw_pass(param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, step, scale, clip, 1);
+}
+
+static void sgd_pass(modelc_rt_real *param, modelc_rt_real *grad, modelc_rt_real *buf, int64_t n,
+                     modelc_rt_real lr, modelc_rt_real momentum, int nesterov,
+                     modelc_rt_real weight_decay, int first_step, modelc_rt_real scale,
+                     modelc_rt_real clip, int zero) {
   modelc_rt_real neg_lr = -lr;
 #ifdef _OPENMP
 #pragma omp parallel for if (n >= OPTIM_PARALLEL_MIN)
 #endif
   for (int64_t i = 0; i < n; i++) {
-    modelc_rt_real d = grad[i];
+    modelc_rt_real d = grad[i] * scale;
+    d = d * clip;
     if (weight_decay != 0.0f) d = modelc_rt_fma(param[i], weight_decay, d); /* g.add(p, alpha=wd) */
     if (momentum != 0.0f) {
       modelc_rt_real b = d;
@@ -69,7 +92,22 @@ void modelc_rt_sgd(modelc_rt_real *param, const modelc_rt_real *grad, modelc_rt_
       d = nesterov ? modelc_rt_fma(b, momentum, d) : b; /* d.add(buf, alpha=momentum) */
     }
     param[i] = modelc_rt_fma(d, neg_lr, param[i]); /* p.add_(d, alpha=-lr) */
+    if (zero) grad[i] = 0.0f;
   }
+}
+
+void modelc_rt_sgd(modelc_rt_real *param, const modelc_rt_real *grad, modelc_rt_real *buf,
+                   int64_t n, modelc_rt_real lr, modelc_rt_real momentum, int nesterov,
+                   modelc_rt_real weight_decay, int first_step) {
+  sgd_pass(param, (modelc_rt_real *)grad, buf, n, lr, momentum, nesterov, weight_decay, first_step,
+           1.0f, 1.0f, 0);
+}
+
+void modelc_rt_sgd_step(modelc_rt_real *param, modelc_rt_real *grad, modelc_rt_real *buf,
+                        int64_t n, modelc_rt_real lr, modelc_rt_real momentum, int nesterov,
+                        modelc_rt_real weight_decay, int first_step, modelc_rt_real scale,
+                        modelc_rt_real clip) {
+  sgd_pass(param, grad, buf, n, lr, momentum, nesterov, weight_decay, first_step, scale, clip, 1);
 }
 
 double modelc_rt_lr_at(const modelc_rt_schedule *s, int64_t step) {
@@ -87,6 +125,10 @@ double modelc_rt_lr_at(const modelc_rt_schedule *s, int64_t step) {
 /* In 64 fixed chunks summed in order, so the result does not depend on
  * the thread count. */
 double modelc_rt_sum_squares(const modelc_rt_real *x, int64_t n) {
+  return modelc_rt_sum_squares_scaled(x, n, 1.0f);
+}
+
+double modelc_rt_sum_squares_scaled(const modelc_rt_real *x, int64_t n, modelc_rt_real scale) {
   enum { CHUNKS = 64 };
   double partial[CHUNKS];
   int64_t chunk = (n + CHUNKS - 1) / CHUNKS;
@@ -97,7 +139,8 @@ double modelc_rt_sum_squares(const modelc_rt_real *x, int64_t n) {
     int64_t begin = c * chunk, end = begin + chunk < n ? begin + chunk : n;
     double sum = 0.0;
     for (int64_t i = begin; i < end; i++) {
-      double square = (double)x[i] * (double)x[i];
+      modelc_rt_real xs = x[i] * scale;
+      double square = (double)xs * (double)xs;
       sum += square;
     }
     partial[c] = sum;
