@@ -158,9 +158,21 @@ static void fa_mask_tile(const modelc_rt_flash *p, modelc_rt_real *s, int64_t i0
   if (fa_allowed(p, i0, j0) && fa_allowed(p, i0, j1) && fa_allowed(p, i1, j0) &&
       fa_allowed(p, i1, j1) && (p->window == 0 || (i1 - j0 < p->window && j1 - i0 < p->window)))
     return;
-  for (int64_t r = 0; r < nq; r++)
-    for (int64_t j = 0; j < nk; j++)
-      if (!fa_allowed(p, i0 + r, j0 + j)) s[r * FA_BK + j] = -INFINITY;
+  for (int64_t r = 0; r < nq; r++) {
+    /* row i sees the keys [lo, hi] and, beyond a window, those below g */
+    int64_t i = i0 + r, lo = 0, hi = p->causal ? i : p->t - 1, g = 0;
+    if (p->window > 0 && i >= p->global) {
+      lo = i - p->window + 1 > 0 ? i - p->window + 1 : 0;
+      if (!p->causal) hi = i + p->window - 1 < p->t - 1 ? i + p->window - 1 : p->t - 1;
+      g = p->global;
+    }
+    modelc_rt_real *row = s + r * FA_BK;
+    for (int64_t j = 0; j < nk; j++) {
+      int64_t key = j0 + j;
+      int seen = (key >= lo && key <= hi) || key < g;
+      row[j] = seen ? row[j] : -INFINITY;
+    }
+  }
 }
 
 /* One block of query rows of head h: the online softmax over the key
