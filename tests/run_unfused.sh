@@ -19,8 +19,8 @@ golden="$SRC/tests/reference/golden"
 cases=("$@")
 if [ "${#cases[@]}" -eq 0 ]; then
   cases=(attn_plain attn_causal attn_window_global attn_gqa_rope attn_mqa_rope attn_gate
-         causal_mask_where swiglu geglu cross_entropy cross_entropy_2d layernorm rmsnorm
-         mlp_gelu_tanh model_charlm model_llama model_sparse model_unet model_fmnist_cnn)
+         swiglu geglu cross_entropy cross_entropy_2d layernorm rmsnorm
+         model_charlm model_llama model_sparse model_unet model_fmnist_cnn)
 fi
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
