@@ -57,7 +57,7 @@ static const char *c_spelling(ir_op op) {
   case IR_OP_where: return "(%0 ? %1 : %2)";
   case IR_OP_relu_grad: return "(%0 > 0.0f ? %1 : 0.0f)";
   case IR_OP_gelu_grad: return "(%1 * modelc_rt_gelu_grad(%0))";
-  case IR_OP_gelu_tanh_grad: return "(%1 * modelc_rt_gelu_tanh_grad(%0))";
+  case IR_OP_gelu_tanh_grad: return "(%1 * modelc_rt_gelu_tanh_grad_inline(%0))";
   case IR_OP_silu_grad: return "(%1 * modelc_rt_silu_grad(%0))";
   case IR_OP_softplus_grad: return "(%1 * modelc_rt_sigmoid(%0))";
   case IR_OP_sigmoid_grad: return "(%1 * %0 * (1.0f - %0))";

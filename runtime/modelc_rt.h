@@ -101,48 +101,20 @@ static inline float modelc_rt_max(float x, float y) { return fmaxf(x, y); }
 static inline float modelc_rt_fma(float x, float y, float z) { return fmaf(x, y, z); }
 #endif
 
-/* ---- scalar functions, as PyTorch defines them ---- */
-
-static inline modelc_rt_real modelc_rt_relu(modelc_rt_real x) { return x > 0.0f ? x : 0.0f; }
-static inline modelc_rt_real modelc_rt_sigmoid(modelc_rt_real x) {
-  return 1.0f / (1.0f + modelc_rt_exp(-x));
-}
-static inline modelc_rt_real modelc_rt_silu(modelc_rt_real x) {
-  return x / (1.0f + modelc_rt_exp(-x));
-}
-/* F.gelu(x), the exact form with erf. */
-static inline modelc_rt_real modelc_rt_gelu(modelc_rt_real x) {
-  return 0.5f * x * (1.0f + modelc_rt_erf(x * 0.70710678118654752f));
-}
-/* 1 + tanh(u) = 2 / (1 + e^(-2u)): through expf, which vectorises and is
- * several times faster than tanhf; the sum with 1 hides the cancellation
- * that would make it inexact for tanh alone. */
-static inline modelc_rt_real modelc_rt_one_plus_tanh(modelc_rt_real u) {
-  return 2.0f / (1.0f + modelc_rt_exp(-2.0f * u));
-}
-/* F.gelu(x, approximate="tanh"). */
-static inline modelc_rt_real modelc_rt_gelu_tanh(modelc_rt_real x) {
-  return 0.5f * x * modelc_rt_one_plus_tanh(0.79788456080286536f * (x + 0.044715f * x * x * x));
-}
-/* log(1 + e^x) without overflow: max(x, 0) + log1p(e^-|x|). */
-static inline modelc_rt_real modelc_rt_softplus(modelc_rt_real x) {
-  return modelc_rt_max(x, 0.0f) + modelc_rt_log1p(modelc_rt_exp(-modelc_rt_abs(x)));
-}
-static inline modelc_rt_real modelc_rt_sign(modelc_rt_real x) {
-  return (modelc_rt_real)((x > 0.0f) - (x < 0.0f));
-}
-modelc_rt_real modelc_rt_gelu_grad(modelc_rt_real x);      /* d gelu / dx */
-modelc_rt_real modelc_rt_gelu_tanh_grad(modelc_rt_real x); /* d gelu_tanh / dx */
-/* e^x for x <= 0 (a score minus its row's maximum). In the f32 build a
- * form that vectorises, unlike expf without -ffast-math: x = n ln2 + r,
- * |r| <= ln2/2, e^r by its Taylor series to r^6 (within about 1 ulp),
- * times 2^n built in the exponent bits; 0 below -87 (e^-87 ~ 1e-38; -inf
- * gives 0). NaN stays NaN. The double build calls exp. */
+/* e^x in a form that vectorises (the f32 build), unlike expf without
+ * -ffast-math: x = n ln2 + r, |r| <= ln2/2, e^r by its Taylor series to
+ * r^6 (within about 1 ulp of expf), times 2^n built in the exponent bits.
+ * modelc_rt_exp_fast takes x in [-87, 88] (beyond: e^-87 and e^88, which
+ * the activations that use it, 1 / (1 + e^x), cannot tell from 0 and inf);
+ * modelc_rt_exp_neg is for x <= 0 (a score minus its row maximum) and
+ * gives 0 below -87 and for -inf. NaN stays NaN. The double build calls
+ * exp. */
 #ifdef MODELC_DOUBLE
+static inline modelc_rt_real modelc_rt_exp_fast(modelc_rt_real x) { return exp(x); }
 static inline modelc_rt_real modelc_rt_exp_neg(modelc_rt_real x) { return exp(x); }
 #else
-static inline float modelc_rt_exp_neg(float x) {
-  float c = x < -87.0f ? -87.0f : x;
+static inline float modelc_rt_exp_fast(float x) {
+  float c = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
   c = c == c ? c : 0.0f;
   float n = floorf(c * 1.44269504f + 0.5f);
   float r = c - n * 0.693145751953125f - n * 1.428606765330187e-06f;
@@ -158,10 +130,56 @@ static inline float modelc_rt_exp_neg(float x) {
     float f;
   } scale;
   scale.i = ((int32_t)n + 127) << 23;
-  float y = x < -87.0f ? 0.0f : p * scale.f;
-  return x == x ? y : x;
+  return x == x ? p * scale.f : x;
+}
+static inline float modelc_rt_exp_neg(float x) {
+  float y = modelc_rt_exp_fast(x);
+  return x < -87.0f ? 0.0f : y;
 }
 #endif
+
+/* ---- scalar functions, as PyTorch defines them ---- */
+
+static inline modelc_rt_real modelc_rt_relu(modelc_rt_real x) { return x > 0.0f ? x : 0.0f; }
+static inline modelc_rt_real modelc_rt_sigmoid(modelc_rt_real x) {
+  return 1.0f / (1.0f + modelc_rt_exp_fast(-x));
+}
+static inline modelc_rt_real modelc_rt_silu(modelc_rt_real x) {
+  return x / (1.0f + modelc_rt_exp_fast(-x));
+}
+/* F.gelu(x), the exact form with erf. */
+static inline modelc_rt_real modelc_rt_gelu(modelc_rt_real x) {
+  return 0.5f * x * (1.0f + modelc_rt_erf(x * 0.70710678118654752f));
+}
+/* 1 + tanh(u) = 2 / (1 + e^(-2u)): through an exp that vectorises,
+ * several times faster than tanhf; the sum with 1 hides the cancellation
+ * that would make it inexact for tanh alone. */
+static inline modelc_rt_real modelc_rt_one_plus_tanh(modelc_rt_real u) {
+  return 2.0f / (1.0f + modelc_rt_exp_fast(-2.0f * u));
+}
+/* F.gelu(x, approximate="tanh"). */
+static inline modelc_rt_real modelc_rt_gelu_tanh(modelc_rt_real x) {
+  return 0.5f * x * modelc_rt_one_plus_tanh(0.79788456080286536f * (x + 0.044715f * x * x * x));
+}
+/* log(1 + e^x) without overflow: max(x, 0) + log1p(e^-|x|). */
+static inline modelc_rt_real modelc_rt_softplus(modelc_rt_real x) {
+  return modelc_rt_max(x, 0.0f) + modelc_rt_log1p(modelc_rt_exp(-modelc_rt_abs(x)));
+}
+static inline modelc_rt_real modelc_rt_sign(modelc_rt_real x) {
+  return (modelc_rt_real)((x > 0.0f) - (x < 0.0f));
+}
+modelc_rt_real modelc_rt_gelu_grad(modelc_rt_real x);      /* d gelu / dx */
+/* d gelu_tanh / dx; the _inline form lets the loops of generated code
+ * vectorise, the function is for callers that need its address (the
+ * LLVM backend). */
+modelc_rt_real modelc_rt_gelu_tanh_grad(modelc_rt_real x);
+static inline modelc_rt_real modelc_rt_gelu_tanh_grad_inline(modelc_rt_real x) {
+  const modelc_rt_real c = 0.79788456080286536f;
+  modelc_rt_real u = c * (x + 0.044715f * x * x * x);
+  modelc_rt_real t = modelc_rt_one_plus_tanh(u) - 1.0f;
+  modelc_rt_real du = c * (1.0f + 3.0f * 0.044715f * x * x);
+  return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
+}
 /* d silu / dx = s (1 + x (1 - s)), s = sigmoid(x) */
 static inline modelc_rt_real modelc_rt_silu_grad(modelc_rt_real x) {
   modelc_rt_real s = modelc_rt_sigmoid(x);

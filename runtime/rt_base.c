@@ -54,11 +54,7 @@ modelc_rt_real modelc_rt_gelu_grad(modelc_rt_real x) {
 
 /* d/dx of 0.5 x (1 + tanh(u)), u = c (x + 0.044715 x^3) */
 modelc_rt_real modelc_rt_gelu_tanh_grad(modelc_rt_real x) {
-  const modelc_rt_real c = 0.79788456080286536f;
-  modelc_rt_real u = c * (x + 0.044715f * x * x * x);
-  modelc_rt_real t = modelc_rt_one_plus_tanh(u) - 1.0f;
-  modelc_rt_real du = c * (1.0f + 3.0f * 0.044715f * x * x);
-  return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
+  return modelc_rt_gelu_tanh_grad_inline(x);
 }
 
 double modelc_rt_seconds(void) {

@@ -80,7 +80,7 @@ static inline modelc_rt_real glu_act_grad(modelc_rt_real a, int act) {
   switch (act) {
   case 0: return modelc_rt_silu_grad(a);
   case 1: return modelc_rt_gelu_grad(a);
-  case 2: return modelc_rt_gelu_tanh_grad(a);
+  case 2: return modelc_rt_gelu_tanh_grad_inline(a);
   default: {
     modelc_rt_real s = modelc_rt_sigmoid(a);
     return s * (1.0f - s);
