@@ -188,10 +188,35 @@ static int hand_over(ir_arena *a, const char *spec, const char *command, int arg
   return DRV_INTERNAL_ERROR;
 }
 
+/* Threads: OpenBLAS runs single-threaded and idle OpenMP threads spin
+ * briefly (see hand_over). Both libraries read these when they load, so
+ * the JIT, which runs in this process, sets them and starts modelc again
+ * when they are missing. */
+static void reexec_with_thread_settings(const char *command, int argc, char **argv) {
+  if (getenv("OPENBLAS_NUM_THREADS") && getenv("GOMP_SPINCOUNT")) return;
+  setenv("OPENBLAS_NUM_THREADS", "1", 0);
+  setenv("GOMP_SPINCOUNT", "10000", 0);
+  char **args = malloc(sizeof(char *) * (size_t)(argc + 3));
+  if (!args) return;
+  args[0] = "/proc/self/exe";
+  args[1] = (char *)command;
+  for (int i = 0; i < argc; i++) args[i + 2] = argv[i];
+  args[argc + 2] = NULL;
+  fflush(stdout);
+  fflush(stderr);
+  execv(args[0], args);
+  free(args); /* no /proc: go on with the libraries' defaults */
+}
+
 /* The spec is the first argument that is not an option (or an option's
- * value); --target is ours, the rest goes to the driver. */
+ * value); --target and --via are ours, the rest goes to the driver. */
 static int exec_command(const char *command, int argc, char **argv, const char *usage) {
   const char *spec = NULL, *target = "cpu";
+#ifdef MODELC_HAVE_LLVM
+  const char *via = "llvm";
+#else
+  const char *via = "cc";
+#endif
   char **rest = malloc(sizeof(char *) * (size_t)(argc + 1));
   int n = 0;
   if (!rest) return DRV_INTERNAL_ERROR;
@@ -205,6 +230,10 @@ static int exec_command(const char *command, int argc, char **argv, const char *
       target = argv[i] + 9;
     } else if (strcmp(argv[i], "--target") == 0 && i + 1 < argc) {
       target = argv[++i];
+    } else if (strncmp(argv[i], "--via=", 6) == 0) {
+      via = argv[i] + 6;
+    } else if (strcmp(argv[i], "--via") == 0 && i + 1 < argc) {
+      via = argv[++i];
     } else if (!spec && argv[i][0] != '-') {
       spec = argv[i];
     } else {
@@ -222,6 +251,15 @@ static int exec_command(const char *command, int argc, char **argv, const char *
     fprintf(stderr, "modelc %s: error: the CUDA backend is not in this release (use --target cpu)\n", command);
   } else if (strcmp(target, "cpu") != 0) {
     fprintf(stderr, "modelc %s: error: unknown target '%s' (targets: cpu, cuda)\n", command, target);
+  } else if (strcmp(via, "cc") != 0 && strcmp(via, "llvm") != 0) {
+    fprintf(stderr, "modelc %s: error: unknown --via '%s' (cc, or llvm: the JIT)\n", command, via);
+  } else if (strcmp(via, "llvm") == 0) {
+#ifdef MODELC_HAVE_LLVM
+    reexec_with_thread_settings(command, argc, argv);
+    rc = drv_jit_exec(spec, command, n, rest);
+#else
+    fprintf(stderr, "modelc %s: error: this modelc was built without LLVM (use --via cc)\n", command);
+#endif
   } else {
     ir_arena *a = ir_arena_new();
     rc = hand_over(a, spec, command, n, rest);

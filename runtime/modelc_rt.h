@@ -390,7 +390,55 @@ typedef struct modelc_rt_model {
   int (*update)(void *model, int64_t micro_batches, double *grad_norm, double *lr);
   const float *(*grad)(const void *model, int param); /* current gradient buffer */
   int64_t (*step)(const void *model);                  /* optimizer steps done */
+  /* A table-driven model (rt_table.c) leaves create NULL: instances are
+   * made from this table by modelc_rt_model_create. */
+  const void *table;
 } modelc_rt_model;
+
+/* m->create(), or a new instance of a table-driven model. */
+void *modelc_rt_model_create(const modelc_rt_model *m);
+
+/* ---- table-driven models (rt_table.c) ----
+ * The LLVM backend renders only the kernels and a table that describes
+ * the model (tensors, places, inputs, outputs, training configuration,
+ * as text); the runtime implements the model around them: the arena,
+ * init, load/save, the entry points, the optimizer step and the driver's
+ * descriptor. Entry functions get the buffers through these arguments
+ * (every field 8 bytes, so the layout is the same on every 64-bit
+ * target): they return 0, or 1 + the index of the failed check. */
+typedef struct modelc_rt_kernel_args {
+  unsigned char *state, *grads, *act;
+  uint64_t seed;
+  int64_t micro_step;
+  const void *in[32];
+} modelc_rt_kernel_args;
+
+typedef int (*modelc_rt_entry_fn)(modelc_rt_kernel_args *args);
+
+/* What the backend emits as MODEL_table. */
+typedef struct modelc_rt_table_source {
+  const char *text;
+  modelc_rt_entry_fn forward, evaluate, train; /* evaluate, train NULL without training */
+} modelc_rt_table_source;
+
+typedef struct modelc_rt_table_model modelc_rt_table_model;
+
+/* The driver's descriptor for a table (freed with modelc_rt_table_release);
+ * NULL with a message in err when the table is malformed. */
+modelc_rt_model *modelc_rt_table_describe(const modelc_rt_table_source *src, char *err, size_t errlen);
+void modelc_rt_table_release(modelc_rt_model *m);
+/* The public API of a table-driven model (MODEL_new etc. call these);
+ * inputs and outputs are the MODEL_inputs / MODEL_outputs structs: a
+ * pointer per input; a pointer per output, then the loss (float). */
+modelc_rt_table_model *modelc_rt_table_new(const modelc_rt_table_source *src);
+void modelc_rt_table_free(modelc_rt_table_model *m);
+const char *modelc_rt_table_error(const modelc_rt_table_model *m);
+int modelc_rt_table_init(modelc_rt_table_model *m, uint64_t seed);
+int modelc_rt_table_load(modelc_rt_table_model *m, const char *path);
+int modelc_rt_table_save(const modelc_rt_table_model *m, const char *path);
+int modelc_rt_table_forward(modelc_rt_table_model *m, const void *inputs, void *outputs);
+int modelc_rt_table_evaluate(modelc_rt_table_model *m, const void *inputs, void *outputs);
+float modelc_rt_table_train_step(modelc_rt_table_model *m, const void *inputs);
 
 /* `<model>_main train|run ...`: argument parsing, data, progress line,
  * metrics JSONL, checkpoints, Ctrl-C. Returns the process exit code (0,
