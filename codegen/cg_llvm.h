@@ -2,7 +2,7 @@
  * that only the files that use LLVM see its headers.
  *
  * The module holds the kernels, one function per entry point
- * (`MODEL_run_forward` etc., see modelc_rt_entry_fn), the model's table
+ * (as modelc_rt_step lists, see modelc_rt.h), the model's table
  * (cg_table.c) and `MODEL_table`, a modelc_rt_table_source; with
  * `api`, also the public functions of MODEL.h, each a call into the
  * runtime's table model (runtime/rt_table.c). */

@@ -403,9 +403,11 @@ void *modelc_rt_model_create(const modelc_rt_model *m);
  * the model (tensors, places, inputs, outputs, training configuration,
  * as text); the runtime implements the model around them: the arena,
  * init, load/save, the entry points, the optimizer step and the driver's
- * descriptor. Entry functions get the buffers through these arguments
- * (every field 8 bytes, so the layout is the same on every 64-bit
- * target): they return 0, or 1 + the index of the failed check. */
+ * descriptor. An entry point (forward, evaluate, train) is a list of
+ * steps, each a kernel and where its buffers are: the runtime calls them
+ * in order, so the backend compiles each distinct kernel once and no
+ * code per call. Every field is 8 bytes, so the layout is the same on
+ * every 64-bit target. */
 typedef struct modelc_rt_kernel_args {
   unsigned char *state, *grads, *act;
   uint64_t seed;
@@ -413,12 +415,27 @@ typedef struct modelc_rt_kernel_args {
   const void *in[32];
 } modelc_rt_kernel_args;
 
-typedef int (*modelc_rt_entry_fn)(modelc_rt_kernel_args *args);
+/* buffers[0] is the output, buffers[1..] the operands; returns 0, or
+ * non-zero when a check failed (an id outside the embedding table). */
+typedef int (*modelc_rt_kernel_fn)(modelc_rt_kernel_args *args, void *const *buffers);
+
+enum { MODELC_RT_MAX_BUFFERS = 13 };
+/* Where a buffer is: region << 56 | byte offset (region 0 state, 1
+ * gradients, 2 activations; 3 input, the offset its index). */
+#define MODELC_RT_LOCATION(region, offset) (((int64_t)(region) << 56) | (int64_t)(offset))
+
+typedef struct modelc_rt_step {
+  modelc_rt_kernel_fn kernel; /* NULL: copy count bytes from buffer 1 to buffer 0 (state update) */
+  int64_t check;              /* the check's index (table records `check`) when the kernel fails */
+  int64_t count;              /* buffers used, or bytes to copy */
+  int64_t buffers[MODELC_RT_MAX_BUFFERS];
+} modelc_rt_step;
 
 /* What the backend emits as MODEL_table. */
 typedef struct modelc_rt_table_source {
   const char *text;
-  modelc_rt_entry_fn forward, evaluate, train; /* evaluate, train NULL without training */
+  const modelc_rt_step *steps[3]; /* forward, evaluate, train (NULL without training) */
+  int64_t num_steps[3];
 } modelc_rt_table_source;
 
 typedef struct modelc_rt_table_model modelc_rt_table_model;

@@ -272,8 +272,8 @@ static table *table_parse(const modelc_rt_table_source *src, char *err, size_t e
       if (name) snprintf(name, n, "%s%s", prefix, t->tensors[i].name);
       t->state_names[s * t->num_params + i] = name;
     }
-  if (r.bad || !t->name || !t->entries[0].present || !src->forward || !t->state_names ||
-      (t->desc.trains && (!src->evaluate || !src->train))) {
+  if (r.bad || !t->name || !t->entries[0].present || !src->steps[0] || !t->state_names ||
+      (t->desc.trains && (!src->steps[1] || !src->steps[2]))) {
     modelc_rt_fail(err, errlen, "malformed model table (record %d)", line);
     table_destroy(t);
     return NULL;
@@ -398,16 +398,36 @@ static int table_require(table_model *m, int entry) {
   return 0;
 }
 
-/* Runs entry point `entry` (0 forward, 1 evaluate, 2 train) on the bound inputs. */
+static void *table_address(table_model *m, int64_t location) {
+  int64_t offset = location & (((int64_t)1 << 56) - 1);
+  switch (location >> 56) {
+  case 0: return m->state + offset;
+  case 1: return m->grads + offset;
+  case 2: return m->act + offset;
+  default: return (void *)m->args.in[offset];
+  }
+}
+
+/* Runs entry point `entry` (0 forward, 1 evaluate, 2 train) on the bound
+ * inputs: its steps in order. */
 static int table_run(table_model *m, int entry) {
   const modelc_rt_table_source *src = m->t->src;
-  modelc_rt_entry_fn fn = entry == 0 ? src->forward : entry == 1 ? src->evaluate : src->train;
-  int rc = fn(&m->args);
-  if (rc == 0) return 0;
-  if (rc > 0 && rc <= m->t->num_checks)
-    return modelc_rt_fail(m->error, sizeof m->error, "an index of '%s' is outside the embedding table",
-                          m->t->checks[rc - 1]);
-  return modelc_rt_fail(m->error, sizeof m->error, "kernel failure %d", rc);
+  const modelc_rt_step *steps = src->steps[entry];
+  void *buffers[MODELC_RT_MAX_BUFFERS];
+  for (int64_t i = 0; i < src->num_steps[entry]; i++) {
+    const modelc_rt_step *s = &steps[i];
+    if (!s->kernel) {
+      memcpy(table_address(m, s->buffers[0]), table_address(m, s->buffers[1]), (size_t)s->count);
+      continue;
+    }
+    for (int64_t b = 0; b < s->count && b < MODELC_RT_MAX_BUFFERS; b++) buffers[b] = table_address(m, s->buffers[b]);
+    if (s->kernel(&m->args, buffers) == 0) continue;
+    if (s->check >= 0 && s->check < m->t->num_checks)
+      return modelc_rt_fail(m->error, sizeof m->error, "an index of '%s' is outside the embedding table",
+                            m->t->checks[s->check]);
+    return modelc_rt_fail(m->error, sizeof m->error, "a kernel of step %lld failed", (long long)i);
+  }
+  return 0;
 }
 
 static void table_bind(table_model *m, const void *const *in) {
