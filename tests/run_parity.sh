@@ -17,10 +17,11 @@
 #
 #   bash tests/run_parity.sh [NAME...]        # all goldens, or some
 #   TARGET=cuda bash tests/run_parity.sh      # passes --target cuda to run and train
+#   VIA=cc bash tests/run_parity.sh           # passes --via cc (the C path) or llvm (the JIT)
 #
 # Environment: MODELC (the binary), SRC (the source tree), ST_COMPARE (the
 # built tests/tools/st_compare, default $SRC/build/tests/st_compare),
-# TARGET (optional), MODELC_TEST_TIMEOUT (seconds per command, default 120).
+# TARGET and VIA (optional), MODELC_TEST_TIMEOUT (seconds per command, default 120).
 set -u
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -47,8 +48,10 @@ cases_dir="$SRC/tests/reference/cases"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
+VIA="${VIA:-}"
 target_args=()
 [ -n "$TARGET" ] && target_args=(--target "$TARGET")
+[ -n "$VIA" ] && target_args+=(--via "$VIA")
 
 passed=0
 failed=0
