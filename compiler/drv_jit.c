@@ -109,8 +109,7 @@ int drv_jit_exec(const char *spec, const char *command, int argc, char **argv) {
       for (int i = 0; i < argc; i++) args[i + 2] = argv[i];
       args[argc + 2] = NULL;
       fflush(stdout);
-      rc = strcmp(command, "sample") == 0 ? modelc_rt_sample_main(argc + 2, args, model)
-                                          : modelc_rt_main(argc + 2, args, model);
+      rc = modelc_rt_main(argc + 2, args, model); /* run, train or sample */
       free(args);
       modelc_rt_table_release(model);
     }
