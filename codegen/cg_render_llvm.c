@@ -112,24 +112,25 @@ static LLVMValueRef const_array(llvm_renderer *r, LLVMTypeRef t, const int64_t *
 
 typedef struct loop {
   LLVMBasicBlockRef header;
-  LLVMValueRef index;
-  int64_t n;
+  LLVMValueRef index, end;
 } loop;
 
-static loop loop_begin(llvm_renderer *r, int64_t n) {
-  loop l = {LLVMAppendBasicBlockInContext(r->c, r->fn, "loop"), NULL, n};
+/* for (i = begin; i < end; i++), begin < end */
+static loop loop_range(llvm_renderer *r, LLVMValueRef begin, LLVMValueRef end) {
+  loop l = {LLVMAppendBasicBlockInContext(r->c, r->fn, "loop"), NULL, end};
   LLVMBasicBlockRef pre = LLVMGetInsertBlock(r->b);
   LLVMBuildBr(r->b, l.header);
   LLVMPositionBuilderAtEnd(r->b, l.header);
   l.index = LLVMBuildPhi(r->b, r->i64, "i");
-  LLVMValueRef zero = i64c(r, 0);
-  LLVMAddIncoming(l.index, &zero, &pre, 1);
+  LLVMAddIncoming(l.index, &begin, &pre, 1);
   return l;
 }
 
+static loop loop_begin(llvm_renderer *r, int64_t n) { return loop_range(r, i64c(r, 0), i64c(r, n)); }
+
 static void loop_end(llvm_renderer *r, loop *l) {
   LLVMValueRef next = LLVMBuildAdd(r->b, l->index, i64c(r, 1), "");
-  LLVMValueRef more = LLVMBuildICmp(r->b, LLVMIntSLT, next, i64c(r, l->n), "");
+  LLVMValueRef more = LLVMBuildICmp(r->b, LLVMIntSLT, next, l->end, "");
   LLVMBasicBlockRef latch = LLVMGetInsertBlock(r->b);
   LLVMBasicBlockRef exit = LLVMAppendBasicBlockInContext(r->c, r->fn, "done");
   LLVMBuildCondBr(r->b, more, l->header, exit);
@@ -334,10 +335,18 @@ static LLVMValueRef expr_value(element_context *x, const cg_expr *e) {
   }
 }
 
-static void render_elementwise(llvm_renderer *r, const cg_kernel *k) {
+/* The loop nest over output rows [lo, hi) of the outermost dim (NULL:
+ * all of them); out and operands as byte pointers. */
+static void elementwise_loops(llvm_renderer *r, const cg_kernel *k, LLVMValueRef out_bytes,
+                              const LLVMValueRef *operand_bytes, LLVMValueRef lo, LLVMValueRef hi) {
   element_context x = {r, k, {0}, {0}};
-  for (int o = 0; o < k->num_operands; o++) x.operands[o] = param(r, o);
-  LLVMValueRef out = param(r, -1);
+  for (int o = 0; o < k->num_operands; o++) {
+    LLVMTypeRef t = scalar_type(r, r->p->buffers[k->operands[o]].type.dtype);
+    x.operands[o] = LLVMBuildBitCast(r->b, operand_bytes[o], LLVMPointerType(t, 0), "");
+  }
+  const cg_buffer *ob = &r->p->buffers[k->out];
+  LLVMTypeRef ot = scalar_type(r, ob->type.dtype);
+  LLVMValueRef out = LLVMBuildBitCast(r->b, out_bytes, LLVMPointerType(ot, 0), "out");
   int64_t ostr[IR_MAX_RANK], numel = 1;
   for (int d = k->loop_rank - 1; d >= 0; d--) {
     ostr[d] = numel;
@@ -346,15 +355,79 @@ static void render_elementwise(llvm_renderer *r, const cg_kernel *k) {
   if (numel <= 0) return;
   loop loops[IR_MAX_RANK];
   for (int d = 0; d < k->loop_rank; d++) {
-    loops[d] = loop_begin(r, k->loop_dims[d]);
+    loops[d] = d == 0 && lo ? loop_range(r, lo, hi) : loop_begin(r, k->loop_dims[d]);
     x.index[d] = loops[d].index;
   }
-  const cg_buffer *ob = &r->p->buffers[k->out];
-  LLVMTypeRef ot = scalar_type(r, ob->type.dtype);
   LLVMValueRef v = convert(r, expr_value(&x, k->expr), k->expr->dtype == IR_u8, ot);
   LLVMValueRef at = linear_index(&x, ostr, 0);
   LLVMBuildStore(r->b, v, LLVMBuildGEP2(r->b, ot, out, &at, 1, ""));
   for (int d = k->loop_rank - 1; d >= 0; d--) loop_end(r, &loops[d]);
+}
+
+static void add_attribute(llvm_renderer *r, LLVMValueRef f, unsigned index, const char *name);
+static bool output_overlaps(const cg_program *p, const cg_kernel *k);
+
+/* void NAME.rows(i8** buffers, i64 lo, i64 hi): rows [lo, hi) of a large
+ * elementwise kernel, which the runtime spreads over its OpenMP threads
+ * (modelc_rt_parallel_rows), as the C backend's MODELC_RT_PARALLEL_FOR. */
+static LLVMValueRef rows_function(llvm_renderer *r, const cg_kernel *k) {
+  int n = 1 + k->num_operands;
+  LLVMTypeRef params[2 + CG_MAX_OPERANDS];
+  for (int i = 0; i < n; i++) params[i] = r->ptr;
+  params[n] = params[n + 1] = r->i64;
+  LLVMTypeRef ltype = LLVMFunctionType(LLVMVoidTypeInContext(r->c), params, (unsigned)n + 2, 0);
+  LLVMValueRef loops = LLVMAddFunction(r->mod, ir_arena_printf(r->p->arena, "%s.loops", k->name), ltype);
+  LLVMSetLinkage(loops, LLVMInternalLinkage);
+  add_attribute(r, loops, LLVMAttributeFunctionIndex, "alwaysinline");
+  if (!output_overlaps(r->p, k)) add_attribute(r, loops, 1, "noalias");
+  r->fn = loops;
+  LLVMPositionBuilderAtEnd(r->b, LLVMAppendBasicBlockInContext(r->c, loops, "entry"));
+  LLVMValueRef ops[CG_MAX_OPERANDS];
+  for (int o = 0; o < k->num_operands; o++) ops[o] = LLVMGetParam(loops, 1 + (unsigned)o);
+  elementwise_loops(r, k, LLVMGetParam(loops, 0), ops, LLVMGetParam(loops, (unsigned)n),
+                    LLVMGetParam(loops, (unsigned)n + 1));
+  LLVMBuildRetVoid(r->b);
+
+  LLVMTypeRef slot = LLVMPointerType(r->ptr, 0);
+  LLVMTypeRef rtype = LLVMFunctionType(LLVMVoidTypeInContext(r->c), (LLVMTypeRef[]){slot, r->i64, r->i64}, 3, 0);
+  LLVMValueRef rows = LLVMAddFunction(r->mod, ir_arena_printf(r->p->arena, "%s.rows", k->name), rtype);
+  LLVMSetLinkage(rows, LLVMInternalLinkage);
+  r->fn = rows;
+  LLVMPositionBuilderAtEnd(r->b, LLVMAppendBasicBlockInContext(r->c, rows, "entry"));
+  LLVMValueRef args[2 + CG_MAX_OPERANDS];
+  for (int i = 0; i < n; i++) {
+    LLVMValueRef at = LLVMBuildGEP2(r->b, r->ptr, LLVMGetParam(rows, 0), (LLVMValueRef[]){i64c(r, i)}, 1, "");
+    args[i] = LLVMBuildLoad2(r->b, r->ptr, at, "");
+  }
+  args[n] = LLVMGetParam(rows, 1);
+  args[n + 1] = LLVMGetParam(rows, 2);
+  LLVMBuildCall2(r->b, ltype, loops, args, (unsigned)n + 2, "");
+  LLVMBuildRetVoid(r->b);
+  return rows;
+}
+
+static void render_elementwise(llvm_renderer *r, const cg_kernel *k) {
+  LLVMValueRef ops[CG_MAX_OPERANDS];
+  for (int o = 0; o < k->num_operands; o++) ops[o] = param_bytes(r, o);
+  int64_t numel = 1;
+  for (int d = 0; d < k->loop_rank; d++) numel *= k->loop_dims[d];
+  if (numel < 32768 || k->loop_rank == 0 || k->loop_dims[0] <= 1) {
+    elementwise_loops(r, k, param_bytes(r, -1), ops, NULL, NULL);
+    return;
+  }
+  /* the same threshold as the C renderer's */
+  LLVMValueRef fn = r->fn;
+  LLVMBasicBlockRef at = LLVMGetInsertBlock(r->b);
+  int n = 1 + k->num_operands;
+  LLVMValueRef buffers = LLVMBuildArrayAlloca(r->b, r->ptr, i64c(r, n), "buffers");
+  for (int i = 0; i < n; i++)
+    LLVMBuildStore(r->b, param_bytes(r, i - 1), LLVMBuildGEP2(r->b, r->ptr, buffers, (LLVMValueRef[]){i64c(r, i)}, 1, ""));
+  LLVMValueRef rows = rows_function(r, k);
+  r->fn = fn;
+  LLVMPositionBuilderAtEnd(r->b, at);
+  LLVMValueRef args[3] = {LLVMConstBitCast(rows, r->ptr), LLVMBuildBitCast(r->b, buffers, r->ptr, ""),
+                          i64c(r, k->loop_dims[0])};
+  call(r, LLVMVoidTypeInContext(r->c), "modelc_rt_parallel_rows", args, 3);
 }
 
 /* ---- GEMM ---- */

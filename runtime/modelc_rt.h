@@ -431,6 +431,12 @@ typedef struct modelc_rt_step {
   int64_t buffers[MODELC_RT_MAX_BUFFERS];
 } modelc_rt_step;
 
+/* fn(buffers, begin, end) over [0, n) split into one range per OpenMP
+ * thread (all of it at once without OpenMP): the LLVM backend's large
+ * elementwise kernels, as the C backend's MODELC_RT_PARALLEL_FOR. */
+void modelc_rt_parallel_rows(void (*fn)(void *const *buffers, int64_t begin, int64_t end),
+                             void *const *buffers, int64_t n);
+
 /* What the backend emits as MODEL_table. */
 typedef struct modelc_rt_table_source {
   const char *text;

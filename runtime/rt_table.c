@@ -22,6 +22,9 @@
 #include <string.h>
 
 #include "modelc_rt.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 enum { TABLE_MAX_INPUTS = 32, TABLE_MAX_OUTPUTS = 32, TABLE_MAX_CHECKS = 64 };
 
@@ -70,6 +73,20 @@ struct modelc_rt_table_model {
   modelc_rt_kernel_args args; /* seed and micro_step live here */
   char error[512];
 };
+
+void modelc_rt_parallel_rows(void (*fn)(void *const *buffers, int64_t begin, int64_t end),
+                             void *const *buffers, int64_t n) {
+#ifdef _OPENMP
+#pragma omp parallel
+  {
+    int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
+    int64_t begin = n * t / threads, end = n * (t + 1) / threads;
+    if (begin < end) fn(buffers, begin, end);
+  }
+#else
+  fn(buffers, 0, n);
+#endif
+}
 
 /* ---- parsing ---- */
 
