@@ -188,6 +188,7 @@ static int hand_over(ir_arena *a, const char *spec, const char *command, int arg
   return DRV_INTERNAL_ERROR;
 }
 
+#ifdef MODELC_HAVE_LLVM
 /* Threads: OpenBLAS runs single-threaded and idle OpenMP threads spin
  * briefly (see hand_over). Both libraries read these when they load, so
  * the JIT, which runs in this process, sets them and starts modelc again
@@ -207,6 +208,7 @@ static void reexec_with_thread_settings(const char *command, int argc, char **ar
   execv(args[0], args);
   free(args); /* no /proc: go on with the libraries' defaults */
 }
+#endif
 
 /* The spec is the first argument that is not an option (or an option's
  * value); --target and --via are ours, the rest goes to the driver. */
