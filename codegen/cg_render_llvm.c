@@ -1023,11 +1023,18 @@ LLVMTargetMachineRef cg_llvm_target_machine(const char *triple, const char *cpu,
   bool host = !triple;
   if (host) {
     triple = host_triple;
-    host_cpu = LLVMGetHostCPUName();
-    host_features = LLVMGetHostCPUFeatures();
-    if (!cpu) cpu = host_cpu;
-    if (!features) features = host_features;
+    /* The host's CPU with its features (AVX2, AVX-512, ...); a CPU named
+     * by the caller brings its own. */
+    if (!cpu) {
+      host_cpu = LLVMGetHostCPUName();
+      host_features = LLVMGetHostCPUFeatures();
+      cpu = host_cpu;
+      if (!features) features = host_features;
+    }
   }
+  /* An unknown CPU name is ignored by LLVM with a warning; on x86-64 it
+   * would also lose the 64-bit feature and abort code generation. */
+  if (!features && cpu && strncmp(triple, "x86_64", 6) == 0) features = "+64bit";
   LLVMTargetRef target;
   char *message = NULL;
   LLVMTargetMachineRef tm = NULL;
@@ -1037,6 +1044,17 @@ LLVMTargetMachineRef cg_llvm_target_machine(const char *triple, const char *cpu,
     tm = LLVMCreateTargetMachine(target, triple, cpu ? cpu : "generic", features ? features : "",
                                  LLVMCodeGenLevelAggressive, LLVMRelocPIC, LLVMCodeModelDefault);
     if (!tm) snprintf(err, errlen, "cannot make a target machine for '%s' (cpu %s)", triple, cpu ? cpu : "generic");
+  }
+  /* The step and argument records (modelc_rt.h) are 8-byte fields. */
+  if (tm) {
+    LLVMTargetDataRef layout = LLVMCreateTargetDataLayout(tm);
+    unsigned pointer = LLVMPointerSize(layout);
+    LLVMDisposeTargetData(layout);
+    if (pointer != 8) {
+      snprintf(err, errlen, "no LLVM target for '%s': the LLVM backend needs a 64-bit target", triple);
+      LLVMDisposeTargetMachine(tm);
+      tm = NULL;
+    }
   }
   LLVMDisposeMessage(message);
   LLVMDisposeMessage(host_triple);
