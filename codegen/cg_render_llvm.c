@@ -9,15 +9,12 @@
  * other kernels call the runtime (GEMM, softmax, conv, ...). Kernels that
  * render to the same C are emitted once. One exported function per entry
  * point calls them in order; the model around them is a table read by
- * the runtime (cg_table.c, runtime/rt_table.c). The O3 pipeline then
- * vectorises the loops for the target CPU. */
+ * the runtime (cg_table.c, runtime/rt_table.c). cg_llvm_target.c
+ * optimises the module (O3, vectorising for the target CPU) and writes
+ * objects. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <llvm-c/Analysis.h>
-#include <llvm-c/Target.h>
-#include <llvm-c/Transforms/PassBuilder.h>
 
 #include "codegen/cg_llvm.h"
 
@@ -26,7 +23,7 @@ typedef struct llvm_renderer {
   LLVMContextRef c;
   LLVMModuleRef mod;
   LLVMBuilderRef b;
-  LLVMTypeRef i1, i8, i32, i64, f32, f64, ptr, kernel_type;
+  LLVMTypeRef i8, i32, i64, f32, f64, ptr, kernel_type;
   LLVMValueRef fn, args; /* the function being rendered and its argument */
   const cg_kernel *kernel; /* inside a kernel: its buffers are its parameters */
 } llvm_renderer;
@@ -78,6 +75,27 @@ static LLVMValueRef arg_i64(llvm_renderer *r, int index) {
 static const cg_buffer *root(const cg_program *p, int b) {
   while (p->buffers[b].alias_of >= 0) b = p->buffers[b].alias_of;
   return &p->buffers[b];
+}
+
+static void add_attribute(llvm_renderer *r, LLVMValueRef f, unsigned index, const char *name) {
+  unsigned kind = LLVMGetEnumAttributeKindForName(name, strlen(name));
+  LLVMAddAttributeAtIndex(f, index, LLVMCreateEnumAttribute(r->c, kind, 0));
+}
+
+/* Whether the output shares bytes with an operand (never, with today's
+ * memory plan; checked, because the kernel promises otherwise). */
+static bool output_overlaps(const cg_program *p, const cg_kernel *k) {
+  if (k->out < 0) return true;
+  const cg_buffer *o = root(p, k->out);
+  int64_t ob = ir_type_bytes(&p->buffers[k->out].type);
+  for (int i = 0; i < k->num_operands; i++) {
+    const cg_buffer *b = root(p, k->operands[i]);
+    if (b->kind != o->kind || (b->kind == CG_BUF_INPUT && b->index != o->index)) continue;
+    if (b->kind == CG_BUF_INPUT) return true;
+    int64_t bb = ir_type_bytes(&p->buffers[k->operands[i]].type);
+    if (b->offset < o->offset + ob && o->offset < b->offset + bb) return true;
+  }
+  return false;
 }
 
 /* Inside a kernel, its buffers are its parameters: operand i (-1: the
@@ -363,9 +381,6 @@ static void elementwise_loops(llvm_renderer *r, const cg_kernel *k, LLVMValueRef
   LLVMBuildStore(r->b, v, LLVMBuildGEP2(r->b, ot, out, &at, 1, ""));
   for (int d = k->loop_rank - 1; d >= 0; d--) loop_end(r, &loops[d]);
 }
-
-static void add_attribute(llvm_renderer *r, LLVMValueRef f, unsigned index, const char *name);
-static bool output_overlaps(const cg_program *p, const cg_kernel *k);
 
 /* void NAME.rows(i8** buffers, i64 lo, i64 hi): rows [lo, hi) of a large
  * elementwise kernel, which the runtime spreads over its OpenMP threads
@@ -721,27 +736,6 @@ static void render_const(llvm_renderer *r, const cg_kernel *k) {
 
 /* ---- kernels and entries ---- */
 
-static void add_attribute(llvm_renderer *r, LLVMValueRef f, unsigned index, const char *name) {
-  unsigned kind = LLVMGetEnumAttributeKindForName(name, strlen(name));
-  LLVMAddAttributeAtIndex(f, index, LLVMCreateEnumAttribute(r->c, kind, 0));
-}
-
-/* Whether the output shares bytes with an operand (never, with today's
- * memory plan; checked, because the kernel promises otherwise). */
-static bool output_overlaps(const cg_program *p, const cg_kernel *k) {
-  if (k->out < 0) return true;
-  const cg_buffer *o = root(p, k->out);
-  int64_t ob = ir_type_bytes(&p->buffers[k->out].type);
-  for (int i = 0; i < k->num_operands; i++) {
-    const cg_buffer *b = root(p, k->operands[i]);
-    if (b->kind != o->kind || (b->kind == CG_BUF_INPUT && b->index != o->index)) continue;
-    if (b->kind == CG_BUF_INPUT) return true;
-    int64_t bb = ir_type_bytes(&p->buffers[k->operands[i]].type);
-    if (b->offset < o->offset + ob && o->offset < b->offset + bb) return true;
-  }
-  return false;
-}
-
 static LLVMTypeRef body_type(llvm_renderer *r, const cg_kernel *k) {
   LLVMTypeRef params[2 + CG_MAX_OPERANDS];
   for (int i = 0; i < 2 + k->num_operands; i++) params[i] = r->ptr;
@@ -878,7 +872,6 @@ static int64_t location(const cg_program *p, int b) {
 static LLVMValueRef render_steps(llvm_renderer *r, kernel_set *set, const cg_entry *entry, LLVMTypeRef step_type,
                                  int *count) {
   LLVMValueRef *steps = ir_arena_alloc(r->p->arena, sizeof(LLVMValueRef) * (size_t)(entry->num_kernels + 1));
-  LLVMTypeRef buffers_type = LLVMArrayType(r->i64, 13);
   int n = 0;
   for (int pass = 0; pass < 2; pass++)
     for (int i = 0; i < entry->num_kernels; i++) {
@@ -901,7 +894,6 @@ static LLVMValueRef render_steps(llvm_renderer *r, kernel_set *set, const cg_ent
       LLVMValueRef items[13];
       for (int j = 0; j < 13; j++) items[j] = i64c(r, buffers[j]);
       LLVMValueRef fields[4] = {fn, i64c(r, check), i64c(r, used), LLVMConstArray(r->i64, items, 13)};
-      (void)buffers_type;
       steps[n++] = LLVMConstNamedStruct(step_type, fields, 4);
     }
   LLVMValueRef init = LLVMConstArray(step_type, steps, (unsigned)n);
@@ -966,7 +958,6 @@ LLVMModuleRef cg_render_llvm(const cg_program *p, const cg_spec_info *info, LLVM
   llvm_renderer r = {.p = p, .c = c};
   r.mod = LLVMModuleCreateWithNameInContext(p->model, c);
   r.b = LLVMCreateBuilderInContext(c);
-  r.i1 = LLVMInt1TypeInContext(c);
   r.i8 = LLVMInt8TypeInContext(c);
   r.i32 = LLVMInt32TypeInContext(c);
   r.i64 = LLVMInt64TypeInContext(c);
@@ -1002,132 +993,4 @@ LLVMModuleRef cg_render_llvm(const cg_program *p, const cg_spec_info *info, LLVM
   if (api) render_api(&r, LLVMConstBitCast(table, r.ptr), trains);
   LLVMDisposeBuilder(r.b);
   return r.mod;
-}
-
-/* ---- targets, optimisation, objects ---- */
-
-void cg_llvm_init(void) {
-  static bool done;
-  if (done) return;
-  done = true;
-  LLVMInitializeAllTargetInfos();
-  LLVMInitializeAllTargets();
-  LLVMInitializeAllTargetMCs();
-  LLVMInitializeAllAsmPrinters();
-}
-
-LLVMTargetMachineRef cg_llvm_target_machine(const char *triple, const char *cpu, const char *features,
-                                            char *err, size_t errlen) {
-  cg_llvm_init();
-  char *host_triple = LLVMGetDefaultTargetTriple(), *host_cpu = NULL, *host_features = NULL;
-  bool host = !triple;
-  if (host) {
-    triple = host_triple;
-    /* The host's CPU with its features (AVX2, AVX-512, ...); a CPU named
-     * by the caller brings its own. */
-    if (!cpu) {
-      host_cpu = LLVMGetHostCPUName();
-      host_features = LLVMGetHostCPUFeatures();
-      cpu = host_cpu;
-      if (!features) features = host_features;
-    }
-  }
-  /* An unknown CPU name is ignored by LLVM with a warning; on x86-64 it
-   * would also lose the 64-bit feature and abort code generation. */
-  if (!features && cpu && strncmp(triple, "x86_64", 6) == 0) features = "+64bit";
-  LLVMTargetRef target;
-  char *message = NULL;
-  LLVMTargetMachineRef tm = NULL;
-  if (LLVMGetTargetFromTriple(triple, &target, &message) != 0) {
-    snprintf(err, errlen, "no LLVM target for '%s': %s", triple, message ? message : "");
-  } else {
-    tm = LLVMCreateTargetMachine(target, triple, cpu ? cpu : "generic", features ? features : "",
-                                 LLVMCodeGenLevelAggressive, LLVMRelocPIC, LLVMCodeModelDefault);
-    if (!tm) snprintf(err, errlen, "cannot make a target machine for '%s' (cpu %s)", triple, cpu ? cpu : "generic");
-  }
-  /* The step and argument records (modelc_rt.h) are 8-byte fields. */
-  if (tm) {
-    LLVMTargetDataRef layout = LLVMCreateTargetDataLayout(tm);
-    unsigned pointer = LLVMPointerSize(layout);
-    LLVMDisposeTargetData(layout);
-    if (pointer != 8) {
-      snprintf(err, errlen, "no LLVM target for '%s': the LLVM backend needs a 64-bit target", triple);
-      LLVMDisposeTargetMachine(tm);
-      tm = NULL;
-    }
-  }
-  LLVMDisposeMessage(message);
-  LLVMDisposeMessage(host_triple);
-  LLVMDisposeMessage(host_cpu);
-  LLVMDisposeMessage(host_features);
-  return tm;
-}
-
-bool cg_llvm_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm, char *err, size_t errlen) {
-  char *message = NULL;
-  if (LLVMVerifyModule(m, LLVMReturnStatusAction, &message) != 0) {
-    snprintf(err, errlen, "invalid LLVM module: %.400s", message ? message : "");
-    LLVMDisposeMessage(message);
-    return false;
-  }
-  LLVMDisposeMessage(message);
-  LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
-  LLVMPassBuilderOptionsSetLoopVectorization(opts, 1);
-  LLVMPassBuilderOptionsSetSLPVectorization(opts, 1);
-  LLVMPassBuilderOptionsSetLoopInterleaving(opts, 1);
-  /* Unrolling off: the vectoriser already interleaves the loops, and
-   * unrolling on top made specs/gpt2.yaml take 3.4 s instead of 0.5 s
-   * to compile (docs/performance.md). */
-  LLVMPassBuilderOptionsSetLoopUnrolling(opts, 0);
-  LLVMErrorRef e = LLVMRunPasses(m, "default<O3>", tm, opts);
-  LLVMDisposePassBuilderOptions(opts);
-  if (e) {
-    char *text = LLVMGetErrorMessage(e);
-    snprintf(err, errlen, "LLVM optimisation failed: %s", text);
-    LLVMDisposeErrorMessage(text);
-    return false;
-  }
-  return true;
-}
-
-static bool write_text(const char *path, const char *text, char *err, size_t errlen) {
-  FILE *f = fopen(path, "wb");
-  size_t n = strlen(text);
-  bool ok = f && fwrite(text, 1, n, f) == n;
-  if (f) ok = fclose(f) == 0 && ok;
-  if (!ok) snprintf(err, errlen, "cannot write '%s'", path);
-  return ok;
-}
-
-bool cg_write_obj(const cg_program *p, const cg_spec_info *info, const char *dir, const char *triple,
-                  const char *cpu, char *err, size_t errlen) {
-  ir_arena *a = p->arena;
-  LLVMTargetMachineRef tm = cg_llvm_target_machine(triple, cpu, NULL, err, errlen);
-  if (!tm) return false;
-  LLVMContextRef c = LLVMContextCreate();
-  LLVMModuleRef m = cg_render_llvm(p, info, c, tm, true);
-  bool ok = cg_llvm_optimize(m, tm, err, errlen);
-  /* Written to temporary names and renamed: no partial file on failure. */
-  const char *obj = ir_arena_printf(a, "%s/%s.o", dir, p->model), *tmp_obj = ir_arena_printf(a, "%s/.%s.o.tmp", dir, p->model);
-  const char *hdr = ir_arena_printf(a, "%s/%s.h", dir, p->model), *tmp_hdr = ir_arena_printf(a, "%s/.%s.h.tmp", dir, p->model);
-  char *message = NULL;
-  if (ok && LLVMTargetMachineEmitToFile(tm, m, (char *)tmp_obj, LLVMObjectFile, &message) != 0) {
-    snprintf(err, errlen, "cannot write '%s': %s", obj, message ? message : "");
-    ok = false;
-  }
-  LLVMDisposeMessage(message);
-  const char *header = cg_c_header(p, info);
-  ok = ok && header && write_text(tmp_hdr, header, err, errlen);
-  if (ok && (rename(tmp_obj, obj) != 0 || rename(tmp_hdr, hdr) != 0)) {
-    snprintf(err, errlen, "cannot write '%s'", obj);
-    ok = false;
-  }
-  if (!ok) {
-    remove(tmp_obj);
-    remove(tmp_hdr);
-  }
-  LLVMDisposeModule(m);
-  LLVMContextDispose(c);
-  LLVMDisposeTargetMachine(tm);
-  return ok;
 }
