@@ -165,13 +165,25 @@ static int write_obj(ir_arena *a, const cg_program *p, const cg_spec_info *info,
     return strncmp(err, "no LLVM target", 14) == 0 ? DRV_USER_ERROR : DRV_INTERNAL_ERROR;
   }
   if (triple) return DRV_OK;
-  FILE *h = fopen(ir_arena_printf(a, "%s/modelc_rt.h", dir), "wb");
+  /* Temporary names, then renamed: no partial file on failure. */
+  const char *header = ir_arena_printf(a, "%s/modelc_rt.h", dir), *library = ir_arena_printf(a, "%s/libmodelc_rt.a", dir);
+  const char *tmp_header = ir_arena_printf(a, "%s/.modelc_rt.h.tmp", dir);
+  const char *tmp_library = ir_arena_printf(a, "%s/.libmodelc_rt.a.tmp", dir);
+  FILE *h = fopen(tmp_header, "wb");
   bool ok = h && fputs(cg_runtime_header, h) >= 0;
   if (h) ok = fclose(h) == 0 && ok;
 #ifdef MODELC_RT_LIBRARY
-  ok = ok && copy_file(MODELC_RT_LIBRARY, ir_arena_printf(a, "%s/libmodelc_rt.a", dir));
+  ok = ok && copy_file(MODELC_RT_LIBRARY, tmp_library);
+#endif
+  ok = ok && rename(tmp_header, header) == 0;
+#ifdef MODELC_RT_LIBRARY
+  ok = ok && rename(tmp_library, library) == 0;
+#else
+  (void)library;
 #endif
   if (!ok) {
+    remove(tmp_header);
+    remove(tmp_library);
     fprintf(stderr, "modelc build: error: cannot write the runtime into '%s'\n", dir);
     return DRV_USER_ERROR;
   }
