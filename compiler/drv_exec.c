@@ -275,11 +275,14 @@ int drv_run(int argc, char **argv) {
   return exec_command("run", argc, argv,
                       "usage: modelc run SPEC --weights W.safetensors --input IN.safetensors\n"
                       "                  --output OUT.safetensors [--grads] [--target cpu]\n"
+                      "                  [--via llvm|cc]\n"
                       "\n"
                       "Runs one batch: OUT gets every output of the spec under its name, `loss`\n"
                       "when the spec trains and IN holds what the loss needs, and with --grads\n"
                       "the gradient of the loss for every parameter as grad.NAME (training mode:\n"
-                      "batch statistics, dropout on). Without --grads it runs in inference mode.\n");
+                      "batch statistics, dropout on). Without --grads it runs in inference mode.\n"
+                      "The model is compiled in memory by LLVM (--via llvm, the default with LLVM),\n"
+                      "or as C by the system compiler (--via cc).\n");
 }
 
 int drv_sample(int argc, char **argv) {
@@ -296,12 +299,14 @@ int drv_train(int argc, char **argv) {
   return exec_command("train", argc, argv,
                       "usage: modelc train SPEC --data DATA [--val DATA] [--init W.safetensors]\n"
                       "                    [--steps N] [--out DIR] [--resume DIR] [--target cpu]\n"
+                      "                    [--via llvm|cc]\n"
                       "                    [--eval-every K] [--eval-batches M]\n"
                       "                    [--checkpoint-every K] [--log-every K] [--quiet]\n"
                       "\n"
                       "Trains SPEC per its train: section. DATA is a token file (specs whose\n"
                       "inputs are tokens and targets) or a safetensors data set (a tensor per\n"
                       "input, first dim = samples). DIR (default out/) receives model.safetensors,\n"
-                      "state.safetensors (to --resume) and metrics.jsonl. The generated code is\n"
-                      "compiled once into a cache ($MODELC_CACHE, else ~/.cache/modelc).\n");
+                      "state.safetensors (to --resume) and metrics.jsonl. The model is compiled\n"
+                      "in memory by LLVM (--via llvm, the default with LLVM), or as C by the system\n"
+                      "compiler (--via cc), once into a cache ($MODELC_CACHE, else ~/.cache/modelc).\n");
 }
