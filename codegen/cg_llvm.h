@@ -29,9 +29,10 @@ LLVMTargetMachineRef cg_llvm_target_machine(const char *triple, const char *cpu,
 bool cg_llvm_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm, char *err, size_t errlen);
 
 /* `modelc build -t obj`: DIR/MODEL.o (for triple/cpu, NULL for the
- * host) and DIR/MODEL.h. */
+ * host) and DIR/MODEL.h; with emit_llvm also DIR/MODEL.ll, the
+ * optimised module as text. */
 bool cg_write_obj(const cg_program *p, const cg_spec_info *info, const char *dir,
-                  const char *triple, const char *cpu, char *err, size_t errlen);
+                  const char *triple, const char *cpu, bool emit_llvm, char *err, size_t errlen);
 
 /* ---- cg_render_llvm.c ---- */
 

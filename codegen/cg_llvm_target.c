@@ -103,7 +103,7 @@ static bool write_text(const char *path, const char *text, char *err, size_t err
 }
 
 bool cg_write_obj(const cg_program *p, const cg_spec_info *info, const char *dir, const char *triple,
-                  const char *cpu, char *err, size_t errlen) {
+                  const char *cpu, bool emit_llvm, char *err, size_t errlen) {
   ir_arena *a = p->arena;
   LLVMTargetMachineRef tm = cg_llvm_target_machine(triple, cpu, NULL, err, errlen);
   if (!tm) return false;
@@ -119,15 +119,23 @@ bool cg_write_obj(const cg_program *p, const cg_spec_info *info, const char *dir
     ok = false;
   }
   LLVMDisposeMessage(message);
+  const char *ll = ir_arena_printf(a, "%s/%s.ll", dir, p->model), *tmp_ll = ir_arena_printf(a, "%s/.%s.ll.tmp", dir, p->model);
+  message = NULL;
+  if (ok && emit_llvm && LLVMPrintModuleToFile(m, tmp_ll, &message) != 0) {
+    snprintf(err, errlen, "cannot write '%s': %s", ll, message ? message : "");
+    ok = false;
+  }
+  LLVMDisposeMessage(message);
   const char *header = cg_c_header(p, info);
   ok = ok && header && write_text(tmp_hdr, header, err, errlen);
-  if (ok && (rename(tmp_obj, obj) != 0 || rename(tmp_hdr, hdr) != 0)) {
+  if (ok && (rename(tmp_obj, obj) != 0 || rename(tmp_hdr, hdr) != 0 || (emit_llvm && rename(tmp_ll, ll) != 0))) {
     snprintf(err, errlen, "cannot write '%s'", obj);
     ok = false;
   }
   if (!ok) {
     remove(tmp_obj);
     remove(tmp_hdr);
+    remove(tmp_ll);
   }
   LLVMDisposeModule(m);
   LLVMContextDispose(c);

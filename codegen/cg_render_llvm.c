@@ -815,7 +815,9 @@ static const char *kernel_key(const cg_program *p, const cg_entry *entry, const 
   const char *text = cg_emit_text(&tmp);
   char *key = ir_arena_alloc(p->arena, strlen(text) + 2);
   size_t n = 0;
-  static const char *const bases[] = {"m->act + ", "m->state + ", "m->grads + ", "m->in["};
+  /* (m->act + 1024), (m->state + 0), (m->grads + 64), m->in[0]: P */
+  static const char *const bases[] = {"(m->act + ", "(m->state + ", "(m->grads + ", "m->in["};
+  static const char closing[] = {')', ')', ')', ']'};
   for (const char *s = text; *s;) {
     if (s[0] == '/' && s[1] == '*') {
       const char *end = strstr(s + 2, "*/");
@@ -826,8 +828,10 @@ static const char *kernel_key(const cg_program *p, const cg_entry *entry, const 
     for (int i = 0; i < 4 && !replaced; i++) {
       size_t len = strlen(bases[i]);
       if (strncmp(s, bases[i], len) != 0) continue;
-      s += len;
-      while (*s >= '0' && *s <= '9') s++;
+      const char *d = s + len;
+      while (*d >= '0' && *d <= '9') d++;
+      if (*d != closing[i]) continue;
+      s = d + 1;
       key[n++] = 'P';
       replaced = true;
     }

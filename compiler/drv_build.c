@@ -119,7 +119,8 @@ bool drv_make_dirs(const char *path) {
 }
 
 static const drv_option_spec build_options[] = {{"t", true},   {"target", true}, {"o", true},
-                                                {"out", true}, {"triple", true}, {"cpu", true}};
+                                                {"out", true}, {"triple", true}, {"cpu", true},
+                                                {"emit-llvm", false}};
 
 static void usage(FILE *out) {
   fprintf(out,
@@ -140,6 +141,7 @@ static void usage(FILE *out) {
           "  -t, --target=c|obj  the backend (cuda comes in a later release)\n"
           "  --triple=T          obj: the target triple (e.g. aarch64-linux-gnu)\n"
           "  --cpu=C             obj: the target CPU (default: the host's, or generic)\n"
+          "  --emit-llvm         obj: also MODEL.ll, the optimised LLVM IR as text\n"
           "  -o, --out=DIR       the output folder, created if missing\n");
 }
 
@@ -158,9 +160,9 @@ static bool copy_file(const char *from, const char *to) {
 /* -t obj: MODEL.o and MODEL.h; for the host, the runtime modelc was built
  * with (a cross build compiles runtime/ with its own compiler). */
 static int write_obj(ir_arena *a, const cg_program *p, const cg_spec_info *info, const char *dir,
-                     const char *triple, const char *cpu) {
+                     const char *triple, const char *cpu, bool emit_llvm) {
   char err[512];
-  if (!cg_write_obj(p, info, dir, triple, cpu, err, sizeof err)) {
+  if (!cg_write_obj(p, info, dir, triple, cpu, emit_llvm, err, sizeof err)) {
     fprintf(stderr, "modelc build: error: %s\n", err);
     return strncmp(err, "no LLVM target", 14) == 0 ? DRV_USER_ERROR : DRV_INTERNAL_ERROR;
   }
@@ -209,7 +211,7 @@ int drv_build(int argc, char **argv) {
     return DRV_USER_ERROR;
   }
   long_forms(argc, argv, argv2);
-  if (!drv_parse_args("build", argc, argv2, build_options, 6, &args)) return DRV_USER_ERROR;
+  if (!drv_parse_args("build", argc, argv2, build_options, 7, &args)) return DRV_USER_ERROR;
   if (args.help) {
     usage(stdout);
     return DRV_OK;
@@ -236,8 +238,8 @@ int drv_build(int argc, char **argv) {
             target, later ? " yet (available: c, obj)" : " (targets: c, cuda, obj)");
     return DRV_USER_ERROR;
   }
-  if (!obj && (drv_option(&args, "triple") || drv_option(&args, "cpu"))) {
-    fprintf(stderr, "modelc build: error: --triple and --cpu are for -t obj\n");
+  if (!obj && (drv_option(&args, "triple") || drv_option(&args, "cpu") || drv_flag(&args, "emit-llvm"))) {
+    fprintf(stderr, "modelc build: error: --triple, --cpu and --emit-llvm are for -t obj\n");
     return DRV_USER_ERROR;
   }
   ir_arena *arena = ir_arena_new();
@@ -251,7 +253,8 @@ int drv_build(int argc, char **argv) {
   }
 #ifdef MODELC_HAVE_LLVM
   if (rc == DRV_OK && obj) {
-    rc = write_obj(arena, p, &info, dir, drv_option(&args, "triple"), drv_option(&args, "cpu"));
+    rc = write_obj(arena, p, &info, dir, drv_option(&args, "triple"), drv_option(&args, "cpu"),
+                   drv_flag(&args, "emit-llvm"));
     ir_arena_free(arena);
     return rc;
   }
