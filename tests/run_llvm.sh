@@ -6,6 +6,11 @@
 #   bash tests/run_llvm.sh aarch64   # a cross object: ELF machine EM_AARCH64;
 #                                    # with aarch64-linux-gnu-gcc and qemu-aarch64,
 #                                    # linked, run, and compared with the host
+#   bash tests/run_llvm.sh vs_cc     # the JIT against the C path at rtol 1e-5 on
+#                                    # the model_* reference cases (one per spec in
+#                                    # specs/): run, run --grads, train --steps 3.
+#                                    # Not in ctest: the C path compiles each model
+#                                    # (a few minutes in all).
 #
 # The parity of the JIT with PyTorch's goldens is tests/run_parity.sh with
 # VIA=llvm (ctest llvm/parity).
@@ -71,11 +76,50 @@ PY
   echo "2 passed, 0 failed"
 }
 
+vs_cc() {
+  local st_compare="${ST_COMPARE:-$SRC/build/tests/st_compare}" passed=0 failed=0
+  export MODELC_CACHE="${MODELC_CACHE:-$tmp/cache}"
+  set +e
+  # same NAME LABEL A B: the JIT's file A against the C path's B
+  same() {
+    if "$st_compare" "$3" "$4" --rtol 1e-5 --atol 1e-6 >"$tmp/compare" 2>&1; then
+      passed=$((passed + 1))
+      echo "PASS $1 $2"
+    else
+      failed=$((failed + 1))
+      echo "FAIL $1 $2"
+      sed -n '1,20s/^/  | /p' "$tmp/compare"
+    fi
+  }
+  for spec in "$SRC"/tests/reference/cases/model_*.yaml; do
+    local name g data via
+    name="$(basename "$spec" .yaml)"
+    g="$SRC/tests/reference/golden/$name"
+    data="$g/data.bin"
+    [ -f "$data" ] || data="$g/data.safetensors"
+    for via in llvm cc; do
+      "$MODELC" run "$spec" --weights "$g/weights.safetensors" --input "$g/input.safetensors" \
+        --output "$tmp/$via.eval.safetensors" --via "$via" 2>/dev/null
+      "$MODELC" run "$spec" --weights "$g/weights.safetensors" --input "$g/input.safetensors" \
+        --output "$tmp/$via.grads.safetensors" --grads --via "$via" 2>/dev/null
+      rm -rf "$tmp/$via.train"
+      "$MODELC" train "$spec" --data "$data" --init "$g/weights.safetensors" --steps 3 \
+        --out "$tmp/$via.train" --quiet --via "$via" 2>/dev/null
+    done
+    same "$name" eval "$tmp/llvm.eval.safetensors" "$tmp/cc.eval.safetensors"
+    same "$name" grads "$tmp/llvm.grads.safetensors" "$tmp/cc.grads.safetensors"
+    same "$name" train "$tmp/llvm.train/model.safetensors" "$tmp/cc.train/model.safetensors"
+  done
+  echo "$passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+}
+
 case "${1:-}" in
 obj) obj ;;
 aarch64) aarch64 ;;
+vs_cc) vs_cc ;;
 *)
-  echo "usage: run_llvm.sh obj|aarch64" >&2
+  echo "usage: run_llvm.sh obj|aarch64|vs_cc" >&2
   exit 2
   ;;
 esac
