@@ -190,9 +190,10 @@ bool cg_write_c(const cg_program *p, const cg_spec_info *info, const char *dir, 
 const char *cg_table_text(const cg_program *p, const cg_spec_info *info);
 /* The largest activation region of the entry points. */
 int64_t cg_activation_bytes(const cg_program *p);
-/* Whether a kernel checks its inputs (gather: ids in range), and the
- * index of kernel `kernel` of `entry` among the checking kernels of the
- * program: an entry that fails returns 1 + that index. */
+/* Whether a kernel can fail (gather: ids in range; flash attention: its
+ * allocation), and the index of kernel `kernel` of `entry` among the
+ * checking kernels of the program: an entry that fails returns 1 + that
+ * index. */
 bool cg_kernel_checks(const cg_kernel *k);
 int cg_check_index(const cg_program *p, const cg_entry *entry, int kernel);
 

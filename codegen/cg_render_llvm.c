@@ -26,6 +26,7 @@ typedef struct llvm_renderer {
   LLVMTypeRef i8, i32, i64, f32, f64, ptr, kernel_type;
   LLVMValueRef fn, args; /* the function being rendered and its argument */
   const cg_kernel *kernel; /* inside a kernel: its buffers are its parameters */
+  LLVMValueRef status;     /* what the kernel returns, NULL: 0 (see cg_kernel_returns_status) */
 } llvm_renderer;
 
 /* ---- helpers ---- */
@@ -82,13 +83,33 @@ static void add_attribute(llvm_renderer *r, LLVMValueRef f, unsigned index, cons
   LLVMAddAttributeAtIndex(f, index, LLVMCreateEnumAttribute(r->c, kind, 0));
 }
 
-/* Whether the output shares bytes with an operand (never, with today's
- * memory plan; checked, because the kernel promises otherwise). */
+/* Whether elementwise kernel k overwrites operand o in place (the memory
+ * plan gives an output the block of an operand that dies there, when the
+ * operand is read at the index written, cg_plan.c): the operand is then
+ * read through the output's pointer, which stays noalias. */
+static bool reads_in_place(const cg_program *p, const cg_kernel *k, int o) {
+  if (k->kind != CG_K_ELEMENTWISE || k->out < 0 || k->base[o] != 0) return false;
+  const cg_buffer *out = root(p, k->out), *in = root(p, k->operands[o]);
+  if (in->kind != out->kind || in->kind == CG_BUF_INPUT || in->offset != out->offset ||
+      ir_type_bytes(&p->buffers[k->operands[o]].type) != ir_type_bytes(&p->buffers[k->out].type))
+    return false;
+  int64_t stride = 1;
+  for (int d = k->loop_rank - 1; d >= 0; d--) {
+    if (k->strides[o][d] != stride) return false;
+    stride *= k->loop_dims[d];
+  }
+  return true;
+}
+
+/* Whether the output shares bytes with an operand not read in place
+ * (never, with today's memory plan; checked, because the kernel promises
+ * otherwise). */
 static bool output_overlaps(const cg_program *p, const cg_kernel *k) {
   if (k->out < 0) return true;
   const cg_buffer *o = root(p, k->out);
   int64_t ob = ir_type_bytes(&p->buffers[k->out].type);
   for (int i = 0; i < k->num_operands; i++) {
+    if (reads_in_place(p, k, i)) continue;
     const cg_buffer *b = root(p, k->operands[i]);
     if (b->kind != o->kind || (b->kind == CG_BUF_INPUT && b->index != o->index)) continue;
     if (b->kind == CG_BUF_INPUT) return true;
@@ -105,6 +126,18 @@ static bool output_overlaps(const cg_program *p, const cg_kernel *k) {
 static LLVMValueRef param_bytes(llvm_renderer *r, int operand) {
   return LLVMGetParam(r->fn, (unsigned)(2 + operand));
 }
+
+/* Result i + 1 of a kernel with several (flash_attention's lse): its
+ * buffer comes after the operands. */
+static LLVMValueRef more_out_bytes(llvm_renderer *r, int i) {
+  return LLVMGetParam(r->fn, (unsigned)(2 + r->kernel->num_operands + i));
+}
+
+/* modelc_rt.h's MODELC_RT_MAX_BUFFERS: the buffers a step can pass. */
+enum { KERNEL_MAX_BUFFERS = 13 };
+
+/* Buffers a kernel takes: the output, the operands, the other results. */
+static int kernel_buffers(const cg_kernel *k) { return 1 + k->num_operands + k->num_more_outs; }
 
 static LLVMValueRef param(llvm_renderer *r, int operand) {
   const cg_kernel *k = r->kernel;
@@ -360,7 +393,8 @@ static void elementwise_loops(llvm_renderer *r, const cg_kernel *k, LLVMValueRef
   element_context x = {r, k, {0}, {0}};
   for (int o = 0; o < k->num_operands; o++) {
     LLVMTypeRef t = scalar_type(r, r->p->buffers[k->operands[o]].type.dtype);
-    x.operands[o] = LLVMBuildBitCast(r->b, operand_bytes[o], LLVMPointerType(t, 0), "");
+    LLVMValueRef bytes = reads_in_place(r->p, k, o) ? out_bytes : operand_bytes[o];
+    x.operands[o] = LLVMBuildBitCast(r->b, bytes, LLVMPointerType(t, 0), "");
   }
   const cg_buffer *ob = &r->p->buffers[k->out];
   LLVMTypeRef ot = scalar_type(r, ob->type.dtype);
@@ -611,6 +645,80 @@ static void render_nll(llvm_renderer *r, const cg_kernel *k) {
   }
 }
 
+/* A private constant of a struct type made of i64, i32 and float fields,
+ * laid out as C lays out the same fields (the target's ABI alignment). */
+static LLVMValueRef const_struct(llvm_renderer *r, LLVMValueRef *fields, unsigned n) {
+  LLVMValueRef init = LLVMConstStructInContext(r->c, fields, n, 0);
+  LLVMValueRef g = LLVMAddGlobal(r->mod, LLVMTypeOf(init), "");
+  LLVMSetInitializer(g, init);
+  LLVMSetGlobalConstant(g, 1);
+  LLVMSetLinkage(g, LLVMPrivateLinkage);
+  LLVMSetUnnamedAddress(g, LLVMGlobalUnnamedAddr);
+  return LLVMConstBitCast(g, r->ptr);
+}
+
+/* flash_attention(q, k, v) -> out, lse; flash_attention_grad(q, k, v,
+ * out, lse, d.out) -> d.q, d.k, d.v. The runtime's status (it allocates
+ * its rope tables) is the kernel's. As cg_render_c.c's render_flash. */
+static void render_flash(llvm_renderer *r, const cg_kernel *k) {
+  const ir_node *n = k->node;
+  bool bthd = strcmp(ir_get_str(n, "layout", "bhtd"), "bthd") == 0;
+  const ir_type *q = &n->inputs[0]->type, *kv = &n->inputs[1]->type;
+  int hd = bthd ? 2 : 1, td = bthd ? 1 : 2;
+  /* modelc_rt_flash: b, h, kv_h, t, d, causal, bthd, window, global, scale, rope */
+  LLVMValueRef fields[11] = {i64c(r, q->dims[0]), i64c(r, q->dims[hd]), i64c(r, kv->dims[hd]), i64c(r, q->dims[td]),
+                             i64c(r, q->dims[3]), i32c(r, ir_get_bool(n, "causal", false)), i32c(r, bthd),
+                             i64c(r, ir_get_int(n, "window", 0)), i64c(r, ir_get_int(n, "global", 0)),
+                             f32c(r, ir_get_float(n, "scale", 1.0)), f32c(r, ir_get_float(n, "rope", 0.0))};
+  LLVMValueRef params = const_struct(r, fields, 11);
+  if (n->op == IR_OP_flash_attention) {
+    LLVMValueRef args[6] = {out_bytes(r, k), more_out_bytes(r, 0), in_bytes(r, k, 0), in_bytes(r, k, 1),
+                            in_bytes(r, k, 2), params};
+    r->status = call(r, r->i32, "modelc_rt_flash_attention", args, 6);
+  } else {
+    LLVMValueRef args[10] = {out_bytes(r, k),    more_out_bytes(r, 0), more_out_bytes(r, 1), in_bytes(r, k, 0),
+                             in_bytes(r, k, 1),  in_bytes(r, k, 2),    in_bytes(r, k, 3),    in_bytes(r, k, 4),
+                             in_bytes(r, k, 5),  params};
+    r->status = call(r, r->i32, "modelc_rt_flash_attention_grad", args, 10);
+  }
+}
+
+/* glu(h) -> y, glu_grad(h, g) -> dh; act 0 silu, 1 gelu, 2 gelu_tanh, 3 sigmoid. */
+static void render_glu(llvm_renderer *r, const cg_kernel *k) {
+  const ir_node *n = k->node;
+  const ir_type *h = &n->inputs[0]->type;
+  int64_t f = h->dims[h->rank - 1] / 2, rows = ir_type_numel(h) / (2 * f);
+  const char *act = ir_get_str(n, "act", "silu");
+  int code = strcmp(act, "silu") == 0 ? 0 : strcmp(act, "gelu") == 0 ? 1 : strcmp(act, "gelu_tanh") == 0 ? 2 : 3;
+  if (n->op == IR_OP_glu)
+    call(r, void_type(r), "modelc_rt_glu",
+         (LLVMValueRef[]){out_bytes(r, k), in_bytes(r, k, 0), i64c(r, rows), i64c(r, f), i32c(r, code)}, 5);
+  else
+    call(r, void_type(r), "modelc_rt_glu_grad",
+         (LLVMValueRef[]){out_bytes(r, k), in_bytes(r, k, 0), in_bytes(r, k, 1), i64c(r, rows), i64c(r, f),
+                          i32c(r, code)}, 6);
+}
+
+/* softmax_cross_entropy(logits, targets) -> loss, lse;
+ * softmax_cross_entropy_grad(logits, lse, targets, g) -> dlogits. */
+static void render_softmax_ce(llvm_renderer *r, const cg_kernel *k) {
+  const ir_node *n = k->node;
+  const ir_type *x = &n->inputs[0]->type;
+  int64_t classes = x->dims[x->rank - 1], rows = ir_type_numel(x) / classes;
+  LLVMValueRef ignore = i64c(r, ir_get_int(n, "ignore_index", -100));
+  if (n->op == IR_OP_softmax_cross_entropy) {
+    LLVMValueRef loss = call(r, r->f32, "modelc_rt_softmax_ce",
+                             (LLVMValueRef[]){more_out_bytes(r, 0), in_bytes(r, k, 0), in_bytes(r, k, 1),
+                                              i64c(r, rows), i64c(r, classes), ignore}, 6);
+    LLVMBuildStore(r->b, loss, param(r, -1));
+  } else {
+    LLVMValueRef g = LLVMBuildLoad2(r->b, r->f32, param(r, 3), "");
+    call(r, void_type(r), "modelc_rt_softmax_ce_grad",
+         (LLVMValueRef[]){out_bytes(r, k), in_bytes(r, k, 0), in_bytes(r, k, 1), in_bytes(r, k, 2), g,
+                          i64c(r, rows), i64c(r, classes), ignore}, 8);
+  }
+}
+
 static void render_call(llvm_renderer *r, const cg_kernel *k) {
   const ir_node *n = k->node;
   const ir_type *t = n->num_results ? &n->results[0]->type : NULL;
@@ -646,6 +754,12 @@ static void render_call(llvm_renderer *r, const cg_kernel *k) {
   case IR_OP_avgpool_grad: render_pool(r, k); return;
   case IR_OP_upsample:
   case IR_OP_upsample_grad: render_upsample(r, k); return;
+  case IR_OP_flash_attention:
+  case IR_OP_flash_attention_grad: render_flash(r, k); return;
+  case IR_OP_glu:
+  case IR_OP_glu_grad: render_glu(r, k); return;
+  case IR_OP_softmax_cross_entropy:
+  case IR_OP_softmax_cross_entropy_grad: render_softmax_ce(r, k); return;
   case IR_OP_rope:
   case IR_OP_rope_grad: {
     int64_t tt = t->dims[t->rank - 2], hd = t->dims[t->rank - 1];
@@ -737,9 +851,9 @@ static void render_const(llvm_renderer *r, const cg_kernel *k) {
 /* ---- kernels and entries ---- */
 
 static LLVMTypeRef body_type(llvm_renderer *r, const cg_kernel *k) {
-  LLVMTypeRef params[2 + CG_MAX_OPERANDS];
-  for (int i = 0; i < 2 + k->num_operands; i++) params[i] = r->ptr;
-  return LLVMFunctionType(r->i32, params, 2 + (unsigned)k->num_operands, 0);
+  LLVMTypeRef params[KERNEL_MAX_BUFFERS + 1];
+  for (int i = 0; i < 1 + kernel_buffers(k); i++) params[i] = r->ptr;
+  return LLVMFunctionType(r->i32, params, 1 + (unsigned)kernel_buffers(k), 0);
 }
 
 /* i32 NAME(i8* args, i8** buffers) calls the body, i32 NAME.body(i8*
@@ -756,6 +870,7 @@ static LLVMValueRef render_kernel(llvm_renderer *r, const cg_kernel *k) {
   if (!output_overlaps(r->p, k)) add_attribute(r, f, 2, "noalias");
   r->fn = f;
   r->kernel = k;
+  r->status = NULL;
   r->args = LLVMGetParam(f, 0);
   LLVMPositionBuilderAtEnd(r->b, LLVMAppendBasicBlockInContext(r->c, f, "entry"));
   switch (k->kind) {
@@ -768,20 +883,21 @@ static LLVMValueRef render_kernel(llvm_renderer *r, const cg_kernel *k) {
   case CG_K_GRAD: render_grad(r, k); break;
   default: break;
   }
-  LLVMBuildRet(r->b, i32c(r, 0));
+  LLVMBuildRet(r->b, r->status ? r->status : i32c(r, 0));
   r->kernel = NULL;
+  r->status = NULL;
 
   LLVMValueRef w = LLVMAddFunction(r->mod, k->name, r->kernel_type);
   LLVMSetLinkage(w, LLVMInternalLinkage);
   add_attribute(r, w, LLVMAttributeFunctionIndex, "nounwind");
   LLVMPositionBuilderAtEnd(r->b, LLVMAppendBasicBlockInContext(r->c, w, "entry"));
-  LLVMValueRef args[2 + CG_MAX_OPERANDS] = {LLVMGetParam(w, 0)};
+  LLVMValueRef args[KERNEL_MAX_BUFFERS + 1] = {LLVMGetParam(w, 0)};
   LLVMTypeRef slot = LLVMPointerType(r->ptr, 0);
-  for (int i = 0; i < 1 + k->num_operands; i++) {
+  for (int i = 0; i < kernel_buffers(k); i++) {
     LLVMValueRef at = LLVMBuildGEP2(r->b, r->ptr, LLVMGetParam(w, 1), (LLVMValueRef[]){i64c(r, i)}, 1, "");
     args[1 + i] = LLVMBuildLoad2(r->b, r->ptr, LLVMBuildBitCast(r->b, at, slot, ""), "");
   }
-  LLVMBuildRet(r->b, LLVMBuildCall2(r->b, btype, f, args, 2 + (unsigned)k->num_operands, ""));
+  LLVMBuildRet(r->b, LLVMBuildCall2(r->b, btype, f, args, 1 + (unsigned)kernel_buffers(k), ""));
   return w;
 }
 
@@ -804,6 +920,22 @@ static uint64_t text_hash(const char *s) {
   return h;
 }
 
+/* Every `from` in s replaced by `to`, no longer than it (in place). */
+static void replace_all(char *s, const char *from, const char *to) {
+  size_t len = strlen(from), to_len = strlen(to);
+  char *w = s;
+  for (const char *at = s; *at;) {
+    if (strncmp(at, from, len) == 0) {
+      memmove(w, to, to_len);
+      w += to_len;
+      at += len;
+      continue;
+    }
+    *w++ = *at++;
+  }
+  *w = 0;
+}
+
 /* The C text without comments and with every buffer address spelled P
  * (m->act + 1024, m->in[0], ...), and whether the output may overlap. */
 static const char *kernel_key(const cg_program *p, const cg_entry *entry, const cg_kernel *k) {
@@ -813,7 +945,7 @@ static const char *kernel_key(const cg_program *p, const cg_entry *entry, const 
   named.name = "K";
   cg_render_c_kernel(&tmp, p, entry, &named);
   const char *text = cg_emit_text(&tmp);
-  char *key = ir_arena_alloc(p->arena, strlen(text) + 2);
+  char *key = ir_arena_alloc(p->arena, strlen(text) + 2 + (size_t)k->num_operands);
   size_t n = 0;
   /* (m->act + 1024), (m->state + 0), (m->grads + 64), m->in[0]: P */
   static const char *const bases[] = {"(m->act + ", "(m->state + ", "(m->grads + ", "m->in["};
@@ -837,7 +969,13 @@ static const char *kernel_key(const cg_program *p, const cg_entry *entry, const 
     }
     if (!replaced) key[n++] = *s++;
   }
+  key[n] = 0;
+  /* an input's pointer is cast, an activation's is not: the same P */
+  replace_all(key, "((const modelc_rt_real *)P)", "P");
+  replace_all(key, "((modelc_rt_real *)P)", "P");
+  n = strlen(key);
   key[n++] = output_overlaps(p, k) ? '!' : '.';
+  for (int o = 0; o < k->num_operands; o++) key[n++] = reads_in_place(p, k, o) ? 'o' : '-';
   key[n] = 0;
   return key;
 }
@@ -881,23 +1019,25 @@ static LLVMValueRef render_steps(llvm_renderer *r, kernel_set *set, const cg_ent
     for (int i = 0; i < entry->num_kernels; i++) {
       const cg_kernel *k = &entry->kernels[i];
       if ((k->kind == CG_K_ASSIGN) != (pass == 1)) continue;
-      int64_t buffers[13] = {0}, check = -1, used;
+      int64_t buffers[KERNEL_MAX_BUFFERS] = {0}, check = -1, used;
       LLVMValueRef fn;
       if (pass == 0) {
         fn = LLVMConstBitCast(kernel_function(r, set, entry, k), r->ptr);
         if (cg_kernel_checks(k)) check = cg_check_index(r->p, entry, i);
-        used = 1 + k->num_operands;
+        used = kernel_buffers(k);
         buffers[0] = k->out >= 0 ? location(r->p, k->out) : 0;
         for (int o = 0; o < k->num_operands; o++) buffers[1 + o] = location(r->p, k->operands[o]);
+        for (int o = 0; o < k->num_more_outs; o++)
+          buffers[1 + k->num_operands + o] = location(r->p, k->more_outs[o]);
       } else {
         fn = LLVMConstNull(r->ptr);
         used = ir_type_bytes(&r->p->buffers[k->operands[0]].type);
         buffers[0] = location(r->p, k->operands[0]);
         buffers[1] = location(r->p, k->operands[1]);
       }
-      LLVMValueRef items[13];
-      for (int j = 0; j < 13; j++) items[j] = i64c(r, buffers[j]);
-      LLVMValueRef fields[4] = {fn, i64c(r, check), i64c(r, used), LLVMConstArray(r->i64, items, 13)};
+      LLVMValueRef items[KERNEL_MAX_BUFFERS];
+      for (int j = 0; j < KERNEL_MAX_BUFFERS; j++) items[j] = i64c(r, buffers[j]);
+      LLVMValueRef fields[4] = {fn, i64c(r, check), i64c(r, used), LLVMConstArray(r->i64, items, KERNEL_MAX_BUFFERS)};
       steps[n++] = LLVMConstNamedStruct(step_type, fields, 4);
     }
   LLVMValueRef init = LLVMConstArray(step_type, steps, (unsigned)n);
@@ -980,7 +1120,7 @@ LLVMModuleRef cg_render_llvm(const cg_program *p, const cg_spec_info *info, LLVM
   kernel_set set = {0};
   /* modelc_rt_step and modelc_rt_table_source */
   LLVMTypeRef step_type = LLVMStructCreateNamed(c, "modelc_rt_step");
-  LLVMStructSetBody(step_type, (LLVMTypeRef[]){r.ptr, r.i64, r.i64, LLVMArrayType(r.i64, 13)}, 4, 0);
+  LLVMStructSetBody(step_type, (LLVMTypeRef[]){r.ptr, r.i64, r.i64, LLVMArrayType(r.i64, KERNEL_MAX_BUFFERS)}, 4, 0);
   const char *names[3] = {"forward", "evaluate", "train"};
   LLVMValueRef fields[7] = {string_constant(&r, cg_table_text(p, info), "table_text")};
   for (int i = 0; i < 3; i++) {

@@ -31,9 +31,7 @@ int64_t cg_activation_bytes(const cg_program *p) {
   return most;
 }
 
-bool cg_kernel_checks(const cg_kernel *k) {
-  return k->kind == CG_K_CALL && k->node->op == IR_OP_gather;
-}
+bool cg_kernel_checks(const cg_kernel *k) { return cg_kernel_returns_status(k); }
 
 int cg_check_index(const cg_program *p, const cg_entry *entry, int kernel) {
   int n = 0;
@@ -107,7 +105,11 @@ const char *cg_table_text(const cg_program *p, const cg_spec_info *info) {
   }
   for (int i = 0; i < p->num_entries; i++)
     for (int j = 0; j < p->entries[i].num_kernels; j++)
-      if (cg_kernel_checks(&p->entries[i].kernels[j]))
-        cg_emitf(&e, "check %s\n", p->entries[i].kernels[j].node->inputs[1]->name);
+      if (cg_kernel_checks(&p->entries[i].kernels[j])) {
+        const ir_node *n = p->entries[i].kernels[j].node;
+        /* an embedding's ids, or a kernel that allocates (flash attention) */
+        if (n->op == IR_OP_gather) cg_emitf(&e, "check %s\n", n->inputs[1]->name);
+        else cg_emitf(&e, "status %s\n", n->results[0]->name);
+      }
   return cg_emit_text(&e);
 }

@@ -1,4 +1,4 @@
-/* drv_jit.c: `modelc run`, `train` and `sample` through LLVM's ORC JIT:
+/* drv_jit.c: `modelc run`, `train`, `sample` and `bench` through LLVM's ORC JIT:
  * the spec's kernels are rendered to LLVM IR (cg_render_llvm.c),
  * optimised for this CPU and compiled in memory; the model around them
  * is the runtime's table model, and the runtime is the one linked into
@@ -109,7 +109,7 @@ int drv_jit_exec(const char *spec, const char *command, int argc, char **argv) {
       for (int i = 0; i < argc; i++) args[i + 2] = argv[i];
       args[argc + 2] = NULL;
       fflush(stdout);
-      rc = modelc_rt_main(argc + 2, args, model); /* run, train or sample */
+      rc = modelc_rt_main(argc + 2, args, model); /* run, train, sample or bench */
       free(args);
       modelc_rt_table_release(model);
     }

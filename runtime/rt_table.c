@@ -17,7 +17,8 @@
  *   entry E USED...           (E: 0 forward, 1 evaluate, 2 train; a flag per input)
  *   out E I REGION OFFSET     (REGION: s state, g grads, a activations, i input)
  *   loss E REGION OFFSET
- *   check NAME                (the n-th: what failed when an entry returns n) */
+ *   check NAME                (the n-th: what failed when an entry returns n)
+ *   status NAME               (also the n-th check: a kernel that allocates, NAME its result) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +65,7 @@ typedef struct table {
   table_entry entries[3];
   int num_checks;
   char *checks[TABLE_MAX_CHECKS];
+  int check_is_status[TABLE_MAX_CHECKS]; /* 0 ids out of range, 1 out of memory */
   char **state_names; /* optimizer moments, for the driver's state */
 } table;
 
@@ -242,7 +244,8 @@ static void table_read_line(table_reader *r, table *t, const char *key) {
     table_entry *e = &t->entries[table_entry_index(r)];
     e->loss = table_location(r);
     e->has_loss = 1;
-  } else if (!strcmp(key, "check") && t->num_checks < TABLE_MAX_CHECKS) {
+  } else if ((!strcmp(key, "check") || !strcmp(key, "status")) && t->num_checks < TABLE_MAX_CHECKS) {
+    t->check_is_status[t->num_checks] = key[0] == 's';
     t->checks[t->num_checks++] = table_name(r);
   } else {
     r->bad = 1;
@@ -443,6 +446,8 @@ static int table_run(table_model *m, int entry) {
     }
     for (int64_t b = 0; b < s->count && b < MODELC_RT_MAX_BUFFERS; b++) buffers[b] = table_address(m, s->buffers[b]);
     if (s->kernel(&m->args, buffers) == 0) continue;
+    if (s->check >= 0 && s->check < m->t->num_checks && m->t->check_is_status[s->check])
+      return modelc_rt_fail(m->error, sizeof m->error, "out of memory in '%s'", m->t->checks[s->check]);
     if (s->check >= 0 && s->check < m->t->num_checks)
       return modelc_rt_fail(m->error, sizeof m->error, "an index of '%s' is outside the embedding table",
                             m->t->checks[s->check]);
