@@ -3,7 +3,8 @@
  * kernels: y = w * x (elementwise, w a parameter [4]), loss = mean(y);
  * the train entry also writes dloss/dw = x / 4 into the gradient. Checks
  * init, forward, train_step with an SGD step, save/load, the driver's
- * descriptor, a failed check's message, and malformed tables. */
+ * descriptor, a failed check's message (ids, or a kernel's status), and
+ * malformed tables. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -113,6 +114,40 @@ START_TEST(failed_check_names_its_value) {
 }
 END_TEST
 
+/* A kernel that returns its status (flash attention allocating): a
+ * `status NAME` record, counted among the checks, names its result. */
+static int k_out_of_memory(modelc_rt_kernel_args *a, void *const *b) {
+  (void)a;
+  (void)b;
+  return 1;
+}
+
+START_TEST(failed_status_names_its_result) {
+  static const modelc_rt_step failing[] = {
+      {k_check, 0, 2, {0, INPUT(0)}},
+      {k_out_of_memory, 1, 1, {ACT(0)}},
+  };
+  static const char status_text[] =
+      "model tiny\n"
+      "bytes 16 16 0 32\n"
+      "tensor w 0 1 4 0 4 3 0 0 0 1\n"
+      "input x 0 2 1 4 0\n"
+      "output y 2 1 4\n"
+      "entry 0 1\n"
+      "out 0 0 a 0\n"
+      "check x\n"
+      "status y\n";
+  static const modelc_rt_table_source status_source = {status_text, {failing, NULL, NULL}, {2, 0, 0}};
+  modelc_rt_table_model *m = modelc_rt_table_new(&status_source);
+  ck_assert_ptr_nonnull(m);
+  tiny_inputs in = {x};
+  tiny_outputs out;
+  ck_assert_int_eq(modelc_rt_table_forward(m, &in, &out), -1);
+  ck_assert_str_eq(modelc_rt_table_error(m), "out of memory in 'y'");
+  modelc_rt_table_free(m);
+}
+END_TEST
+
 START_TEST(save_load_round_trip) {
   char path[] = "/tmp/test_rt_table_XXXXXX";
   int fd = mkstemp(path);
@@ -181,6 +216,7 @@ static Suite *table_suite(void) {
   TCase *t = tcase_create("table_model");
   tcase_add_test(t, forward_and_train_step);
   tcase_add_test(t, failed_check_names_its_value);
+  tcase_add_test(t, failed_status_names_its_result);
   tcase_add_test(t, save_load_round_trip);
   tcase_add_test(t, descriptor_for_the_driver);
   tcase_add_test(t, malformed_tables);
