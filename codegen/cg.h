@@ -184,6 +184,43 @@ typedef struct cg_spec_info {
 bool cg_write_c(const cg_program *p, const cg_spec_info *info, const char *dir, char *err,
                 size_t errlen);
 
+/* ---- the model as a table (cg_table.c), for backends that render kernels only ---- */
+
+/* The table runtime/rt_table.c reads (its format is described there). */
+const char *cg_table_text(const cg_program *p, const cg_spec_info *info);
+/* The largest activation region of the entry points. */
+int64_t cg_activation_bytes(const cg_program *p);
+/* Whether a kernel can fail (gather: ids in range; flash attention: its
+ * allocation), and the index of kernel `kernel` of `entry` among the
+ * checking kernels of the program: an entry that fails returns 1 + that
+ * index. */
+bool cg_kernel_checks(const cg_kernel *k);
+int cg_check_index(const cg_program *p, const cg_entry *entry, int kernel);
+
+/* The public header MODEL.h, the same for every CPU backend. */
+const char *cg_c_header(const cg_program *p, const cg_spec_info *info);
+
+/* Shapes that several renderers need (cg_render_c.c). */
+typedef struct cg_gemm_shape {
+  int64_t m, n, k, batch;
+  int ta, tb;
+  int64_t a_matrix, b_matrix; /* elements per matrix */
+  int batch_rank;
+  int64_t dims[IR_MAX_RANK], a_strides[IR_MAX_RANK], b_strides[IR_MAX_RANK];
+} cg_gemm_shape;
+cg_gemm_shape cg_gemm_of(const ir_node *n);
+/* One GEMM over all batch rows: a shared weight, rows stacked in memory. */
+bool cg_gemm_folds(const cg_gemm_shape *g);
+/* [outer, n, inner] around an axis. */
+void cg_around_axis(const ir_type *t, int64_t axis, int64_t *outer, int64_t *n, int64_t *inner);
+/* modelc_rt_conv of a conv node (x, w, y as the forward sees them) and
+ * modelc_rt_pool of a pooling node, field by field. */
+void cg_conv_params(const ir_node *n, const ir_type *x, const ir_type *w, const ir_type *y,
+                    int64_t out[16]);
+void cg_pool_params(const ir_node *n, int64_t out[12]);
+/* reduce[i] = 1 for each reduced axis of x (axes absent = all). */
+void cg_reduce_mask(const ir_node *n, const ir_type *x, int mask[IR_MAX_RANK]);
+
 /* The runtime sources, embedded at build time (runtime_embed.c). */
 extern const char *const cg_runtime_header;
 extern const char *const cg_runtime_sources[];

@@ -80,6 +80,17 @@ static void write_header(model_writer *w) {
   cg_emitf(e, "\n#endif\n");
 }
 
+const char *cg_c_header(const cg_program *p, const cg_spec_info *info) {
+  ir_arena *a = p->arena;
+  cg_emitter header;
+  cg_emit_init(&header, a);
+  model_writer w = {p, info, &header, p->model, upper(a, p->model), find_entry(p, "forward"),
+                    find_entry(p, "evaluate"), find_entry(p, "train")};
+  if (!w.forward) return NULL;
+  write_header(&w);
+  return cg_emit_text(&header);
+}
+
 /* ---- tables ---- */
 
 static void write_tables(model_writer *w) {

@@ -188,13 +188,7 @@ static void render_elementwise(cg_emitter *e, const cg_program *p, const cg_kern
 
 /* ---- GEMM ---- */
 
-typedef struct gemm_shape {
-  int64_t m, n, k, batch;
-  int ta, tb;
-  int64_t a_matrix, b_matrix; /* elements per matrix */
-  int batch_rank;
-  int64_t dims[IR_MAX_RANK], a_strides[IR_MAX_RANK], b_strides[IR_MAX_RANK];
-} gemm_shape;
+typedef cg_gemm_shape gemm_shape;
 
 /* Batch strides (in elements) of an operand against the output batch. */
 static void batch_strides(const ir_type *t, int matrix_dims, int64_t matrix, const gemm_shape *g,
@@ -212,7 +206,7 @@ static void batch_strides(const ir_type *t, int matrix_dims, int64_t matrix, con
   }
 }
 
-static gemm_shape gemm_of(const ir_node *n) {
+cg_gemm_shape cg_gemm_of(const ir_node *n) {
   const ir_type *a = &n->inputs[0]->type, *b = &n->inputs[1]->type, *c = &n->results[0]->type;
   gemm_shape g = {0};
   g.ta = ir_get_bool(n, "transpose_a", false) && a->rank > 1;
@@ -249,8 +243,12 @@ static bool contiguous_batch(const gemm_shape *g) {
   return true;
 }
 
+bool cg_gemm_folds(const cg_gemm_shape *g) {
+  return !g->ta && all_zero(g->b_strides, g->batch_rank) && contiguous_batch(g);
+}
+
 static void render_gemm(cg_emitter *e, const cg_program *p, const cg_kernel *k) {
-  gemm_shape g = gemm_of(k->node);
+  gemm_shape g = cg_gemm_of(k->node);
   const char *gemm = p->bf16 ? "modelc_rt_gemm_bf16" : "modelc_rt_gemm";
   cg_emitf(e, "const modelc_rt_real *a = %s;\n", pointer(p, k->operands[0], false));
   cg_emitf(e, "const modelc_rt_real *b = %s;\n", pointer(p, k->operands[1], false));
@@ -258,7 +256,7 @@ static void render_gemm(cg_emitter *e, const cg_program *p, const cg_kernel *k) 
   long long lda = g.ta ? g.m : g.k, ldb = g.tb ? g.k : g.n;
   /* A weight shared by every batch row, and rows stacked in memory:
    * one GEMM over all of them. */
-  if (!g.ta && all_zero(g.b_strides, g.batch_rank) && contiguous_batch(&g)) {
+  if (cg_gemm_folds(&g)) {
     cg_emitf(e, "%s(0, %d, %lld, %lld, %lld, 1.0f, a, %lld, b, %lld, 0.0f, c, %lld);\n", gemm,
              g.tb, (long long)(g.batch * g.m), (long long)g.n, (long long)g.k, lda, ldb,
              (long long)g.n);
@@ -285,7 +283,7 @@ static void render_gemm(cg_emitter *e, const cg_program *p, const cg_kernel *k) 
 static int64_t numel(const ir_type *t) { return ir_type_numel(t); }
 
 /* [outer, n, inner] around an axis. */
-static void around_axis(const ir_type *t, int64_t axis, int64_t *outer, int64_t *n, int64_t *inner) {
+void cg_around_axis(const ir_type *t, int64_t axis, int64_t *outer, int64_t *n, int64_t *inner) {
   if (axis < 0) axis += t->rank;
   *outer = *inner = 1;
   *n = t->rank ? t->dims[axis] : 1;
@@ -300,13 +298,18 @@ static void emit_dims_array(cg_emitter *e, const char *name, const ir_type *t) {
 }
 
 /* reduce[i] = 1 for each reduced axis of x (axes absent = all). */
-static void emit_reduce_mask(cg_emitter *e, const ir_node *n, const ir_type *x) {
+void cg_reduce_mask(const ir_node *n, const ir_type *x, int mask[IR_MAX_RANK]) {
   const int64_t *axes;
   int na = ir_get_ints(n, "axes", &axes);
-  int mask[IR_MAX_RANK] = {0};
+  for (int i = 0; i < IR_MAX_RANK; i++) mask[i] = 0;
   for (int i = 0; i < na; i++) mask[(axes[i] % x->rank + x->rank) % x->rank] = 1;
   if (na == 0)
     for (int i = 0; i < x->rank; i++) mask[i] = 1;
+}
+
+static void emit_reduce_mask(cg_emitter *e, const ir_node *n, const ir_type *x) {
+  int mask[IR_MAX_RANK];
+  cg_reduce_mask(n, x, mask);
   cg_emitf(e, "static const int reduce[%d] = {", x->rank ? x->rank : 1);
   for (int i = 0; i < x->rank; i++) cg_emitf(e, "%s%d", i ? ", " : "", mask[i]);
   cg_emitf(e, "%s};\n", x->rank ? "" : "0");
@@ -333,7 +336,7 @@ static void render_reduce(cg_emitter *e, const cg_program *p, const cg_kernel *k
 static void render_softmax(cg_emitter *e, const cg_program *p, const cg_kernel *k) {
   const ir_node *n = k->node;
   int64_t outer, len, inner;
-  around_axis(&n->results[0]->type, ir_get_int(n, "axis", -1), &outer, &len, &inner);
+  cg_around_axis(&n->results[0]->type, ir_get_int(n, "axis", -1), &outer, &len, &inner);
   const char *fn = n->op == IR_OP_softmax ? "softmax" : n->op == IR_OP_log_softmax ? "log_softmax"
                    : n->op == IR_OP_softmax_grad ? "softmax_grad" : "log_softmax_grad";
   cg_emitf(e, "modelc_rt_%s(%s", fn, pointer(p, k->out, true));
@@ -342,22 +345,27 @@ static void render_softmax(cg_emitter *e, const cg_program *p, const cg_kernel *
 }
 
 /* The runtime's conv is 2-D: a 1-D conv is one with height 1. */
-static void render_conv_params(cg_emitter *e, const ir_node *n, const ir_type *x, const ir_type *w,
-                               const ir_type *y) {
+void cg_conv_params(const ir_node *n, const ir_type *x, const ir_type *w, const ir_type *y,
+                    int64_t out[16]) {
   const int64_t *s, *pd, *dl;
   int ns = ir_get_ints(n, "stride", &s), np = ir_get_ints(n, "padding", &pd);
   int nd = ir_get_ints(n, "dilation", &dl);
   bool two = x->rank == 4;
   int64_t sw = ns ? s[ns - 1] : 1, pw = np ? pd[np - 1] : 0, dw = nd ? dl[nd - 1] : 1;
   int64_t sh = two && ns ? s[0] : 1, ph = two && np ? pd[0] : 0, dh = two && nd ? dl[0] : 1;
-  cg_emitf(e,
-           "static const modelc_rt_conv p = {%lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, "
-           "%lld, %lld, %lld, %lld, %lld, %lld, %lld};\n",
-           (long long)x->dims[0], (long long)x->dims[1], (long long)(two ? x->dims[2] : 1),
-           (long long)x->dims[x->rank - 1], (long long)w->dims[0], (long long)(two ? w->dims[2] : 1),
-           (long long)w->dims[w->rank - 1], (long long)(two ? y->dims[2] : 1),
-           (long long)y->dims[y->rank - 1], (long long)sh, (long long)sw, (long long)ph,
-           (long long)pw, (long long)dh, (long long)dw, (long long)ir_get_int(n, "groups", 1));
+  int64_t v[16] = {x->dims[0], x->dims[1], two ? x->dims[2] : 1, x->dims[x->rank - 1], w->dims[0],
+                   two ? w->dims[2] : 1, w->dims[w->rank - 1], two ? y->dims[2] : 1,
+                   y->dims[y->rank - 1], sh, sw, ph, pw, dh, dw, ir_get_int(n, "groups", 1)};
+  memcpy(out, v, sizeof v);
+}
+
+static void render_conv_params(cg_emitter *e, const ir_node *n, const ir_type *x, const ir_type *w,
+                               const ir_type *y) {
+  int64_t v[16];
+  cg_conv_params(n, x, w, y, v);
+  cg_emitf(e, "static const modelc_rt_conv p = {");
+  for (int i = 0; i < 16; i++) cg_emitf(e, "%s%lld", i ? ", " : "", (long long)v[i]);
+  cg_emitf(e, "};\n");
 }
 
 static void render_conv(cg_emitter *e, const cg_program *p, const cg_kernel *k) {
@@ -377,8 +385,7 @@ static void render_conv(cg_emitter *e, const cg_program *p, const cg_kernel *k) 
   }
 }
 
-static void render_pool(cg_emitter *e, const cg_program *p, const cg_kernel *k) {
-  const ir_node *n = k->node;
+void cg_pool_params(const ir_node *n, int64_t out[12]) {
   const ir_type *x = &n->inputs[0]->type;
   const ir_type *y = n->op == IR_OP_maxpool || n->op == IR_OP_avgpool ? &n->results[0]->type
                                                                        : &n->inputs[1]->type;
@@ -387,12 +394,18 @@ static void render_pool(cg_emitter *e, const cg_program *p, const cg_kernel *k) 
   int np = ir_get_ints(n, "padding", &pd);
   int64_t kh = kr[0], kw = kr[nk - 1], sh = ns ? st[0] : kh, sw = ns ? st[ns - 1] : kw;
   int64_t ph = np ? pd[0] : 0, pw = np ? pd[np - 1] : 0;
-  cg_emitf(e,
-           "static const modelc_rt_pool p = {%lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, "
-           "%lld, %lld, %lld};\n",
-           (long long)x->dims[0], (long long)x->dims[1], (long long)x->dims[2], (long long)x->dims[3],
-           (long long)y->dims[2], (long long)y->dims[3], (long long)kh, (long long)kw, (long long)sh,
-           (long long)sw, (long long)ph, (long long)pw);
+  int64_t v[12] = {x->dims[0], x->dims[1], x->dims[2], x->dims[3], y->dims[2], y->dims[3],
+                   kh, kw, sh, sw, ph, pw};
+  memcpy(out, v, sizeof v);
+}
+
+static void render_pool(cg_emitter *e, const cg_program *p, const cg_kernel *k) {
+  const ir_node *n = k->node;
+  int64_t v[12];
+  cg_pool_params(n, v);
+  cg_emitf(e, "static const modelc_rt_pool p = {");
+  for (int i = 0; i < 12; i++) cg_emitf(e, "%s%lld", i ? ", " : "", (long long)v[i]);
+  cg_emitf(e, "};\n");
   const char *out = pointer(p, k->out, true), *a = pointer(p, k->operands[0], false);
   switch (n->op) {
   case IR_OP_maxpool: cg_emitf(e, "modelc_rt_maxpool2d(%s, %s, &p);\n", out, a); break;
@@ -578,7 +591,7 @@ static void render_concat(cg_emitter *e, const cg_program *p, const cg_kernel *k
   const ir_node *n = k->node;
   const ir_type *t = &n->results[0]->type;
   int64_t axis = ir_get_int(n, "axis", 0), outer, len, inner;
-  around_axis(t, axis, &outer, &len, &inner);
+  cg_around_axis(t, axis, &outer, &len, &inner);
   cg_emitf(e, "modelc_rt_real *out = %s;\n", pointer(p, k->out, true));
   int64_t at = 0;
   for (int i = 0; i < k->num_operands; i++) {
@@ -597,7 +610,7 @@ static void render_pad(cg_emitter *e, const cg_program *p, const cg_kernel *k) {
   const ir_node *n = k->node;
   const ir_type *t = &n->results[0]->type, *x = &n->inputs[0]->type;
   int64_t axis = ir_get_int(n, "axis", 0), outer, len, inner;
-  around_axis(t, axis, &outer, &len, &inner);
+  cg_around_axis(t, axis, &outer, &len, &inner);
   int64_t before = ir_get_int(n, "before", 0) * inner;
   int64_t part = x->dims[(axis + t->rank) % t->rank] * inner;
   cg_emitf(e, "modelc_rt_real *out = %s;\n", pointer(p, k->out, true));

@@ -56,5 +56,7 @@ int drv_train(int argc, char **argv);
 int drv_sample(int argc, char **argv);
 int drv_bench(int argc, char **argv);
 int drv_data(int argc, char **argv);
+/* run, train, sample or bench through the LLVM JIT (drv_jit.c), in this process. */
+int drv_jit_exec(const char *spec, const char *command, int argc, char **argv);
 
 #endif

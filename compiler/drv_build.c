@@ -7,6 +7,9 @@
 
 #include "codegen/cg.h"
 #include "compiler/drv.h"
+#ifdef MODELC_HAVE_LLVM
+#include "codegen/cg_llvm.h"
+#endif
 
 /* The fusions turned off by --no-fuse for this process's compilations. */
 static const char *no_fuse;
@@ -128,13 +131,13 @@ bool drv_make_dirs(const char *path) {
   return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-static const drv_option_spec build_options[] = {{"t", true},   {"target", true},
-                                                {"o", true},   {"out", true},
-                                                {"no-fuse", true}};
+static const drv_option_spec build_options[] = {{"t", true},      {"target", true}, {"o", true},
+                                                {"out", true},    {"triple", true}, {"cpu", true},
+                                                {"emit-llvm", false}, {"no-fuse", true}};
 
 static void usage(FILE *out) {
   fprintf(out,
-          "usage: modelc build SPEC -t c -o DIR\n"
+          "usage: modelc build SPEC -t c|obj [--triple T] [--cpu C] [--no-fuse=LIST] -o DIR\n"
           "\n"
           "Generates standalone C for SPEC in DIR: MODEL.h (the API), MODEL.c (the\n"
           "kernels and the training step), modelc_rt.h/.c (the runtime),\n"
@@ -143,10 +146,66 @@ static void usage(FILE *out) {
           "  cc -std=c11 -O2 -fopenmp DIR/*.c -lopenblas -lm\n"
           "or without BLAS with -DMODELC_NO_BLAS.\n"
           "\n"
-          "  -t, --target=c   the backend (c; cuda and obj come in later releases)\n"
-          "  -o, --out=DIR    the output folder, created if missing\n"
-          "  --no-fuse=LIST   turn fusions off (comma-separated: %s)\n", ir_fusion_names());
+          "With -t obj (the LLVM backend), DIR gets MODEL.o (kernels and the API,\n"
+          "compiled, O3, for the host or --triple/--cpu), MODEL.h, and for the host\n"
+          "the runtime: modelc_rt.h and libmodelc_rt.a. Link with\n"
+          "  cc -fopenmp app.c DIR/MODEL.o DIR/libmodelc_rt.a -lopenblas -lm\n"
+          "\n"
+          "  -t, --target=c|obj  the backend (cuda comes in a later release)\n"
+          "  --triple=T          obj: the target triple (e.g. aarch64-linux-gnu)\n"
+          "  --cpu=C             obj: the target CPU (default: the host's, or generic)\n"
+          "  --emit-llvm         obj: also MODEL.ll, the optimised LLVM IR as text\n"
+          "  -o, --out=DIR       the output folder, created if missing\n"
+          "  --no-fuse=LIST      turn fusions off (comma-separated: %s)\n", ir_fusion_names());
 }
+
+#ifdef MODELC_HAVE_LLVM
+static bool copy_file(const char *from, const char *to) {
+  FILE *in = fopen(from, "rb"), *out = in ? fopen(to, "wb") : NULL;
+  bool ok = in && out;
+  char buf[65536];
+  size_t n;
+  while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, n, out) == n;
+  if (in) fclose(in);
+  if (out) ok = fclose(out) == 0 && ok;
+  return ok;
+}
+
+/* -t obj: MODEL.o and MODEL.h; for the host, the runtime modelc was built
+ * with (a cross build compiles runtime/ with its own compiler). */
+static int write_obj(ir_arena *a, const cg_program *p, const cg_spec_info *info, const char *dir,
+                     const char *triple, const char *cpu, bool emit_llvm) {
+  char err[512];
+  if (!cg_write_obj(p, info, dir, triple, cpu, emit_llvm, err, sizeof err)) {
+    fprintf(stderr, "modelc build: error: %s\n", err);
+    return strncmp(err, "no LLVM target", 14) == 0 ? DRV_USER_ERROR : DRV_INTERNAL_ERROR;
+  }
+  if (triple) return DRV_OK;
+  /* Temporary names, then renamed: no partial file on failure. */
+  const char *header = ir_arena_printf(a, "%s/modelc_rt.h", dir), *library = ir_arena_printf(a, "%s/libmodelc_rt.a", dir);
+  const char *tmp_header = ir_arena_printf(a, "%s/.modelc_rt.h.tmp", dir);
+  const char *tmp_library = ir_arena_printf(a, "%s/.libmodelc_rt.a.tmp", dir);
+  FILE *h = fopen(tmp_header, "wb");
+  bool ok = h && fputs(cg_runtime_header, h) >= 0;
+  if (h) ok = fclose(h) == 0 && ok;
+#ifdef MODELC_RT_LIBRARY
+  ok = ok && copy_file(MODELC_RT_LIBRARY, tmp_library);
+#endif
+  ok = ok && rename(tmp_header, header) == 0;
+#ifdef MODELC_RT_LIBRARY
+  ok = ok && rename(tmp_library, library) == 0;
+#else
+  (void)library;
+#endif
+  if (!ok) {
+    remove(tmp_header);
+    remove(tmp_library);
+    fprintf(stderr, "modelc build: error: cannot write the runtime into '%s'\n", dir);
+    return DRV_USER_ERROR;
+  }
+  return DRV_OK;
+}
+#endif
 
 /* `-t c` and `-o DIR` are single-dash options: rewrite them to the
  * long form before the common parser sees them. */
@@ -166,7 +225,7 @@ int drv_build(int argc, char **argv) {
     return DRV_USER_ERROR;
   }
   long_forms(argc, argv, argv2);
-  if (!drv_parse_args("build", argc, argv2, build_options, 5, &args)) return DRV_USER_ERROR;
+  if (!drv_parse_args("build", argc, argv2, build_options, 8, &args)) return DRV_USER_ERROR;
   if (args.help) {
     usage(stdout);
     return DRV_OK;
@@ -179,10 +238,23 @@ int drv_build(int argc, char **argv) {
     usage(stderr);
     return DRV_USER_ERROR;
   }
-  if (strcmp(target, "c") != 0) {
-    bool later = strcmp(target, "cuda") == 0 || strcmp(target, "obj") == 0;
+#ifdef MODELC_HAVE_LLVM
+  bool obj = strcmp(target, "obj") == 0;
+#else
+  bool obj = false;
+  if (strcmp(target, "obj") == 0) {
+    fprintf(stderr, "modelc build: error: this modelc was built without LLVM: no target 'obj'\n");
+    return DRV_USER_ERROR;
+  }
+#endif
+  if (strcmp(target, "c") != 0 && !obj) {
+    bool later = strcmp(target, "cuda") == 0;
     fprintf(stderr, "modelc build: error: %s target '%s'%s\n", later ? "this release has no" : "unknown",
-            target, later ? " yet (available: c)" : " (targets: c, cuda, obj)");
+            target, later ? " yet (available: c, obj)" : " (targets: c, cuda, obj)");
+    return DRV_USER_ERROR;
+  }
+  if (!obj && (drv_option(&args, "triple") || drv_option(&args, "cpu") || drv_flag(&args, "emit-llvm"))) {
+    fprintf(stderr, "modelc build: error: --triple, --cpu and --emit-llvm are for -t obj\n");
     return DRV_USER_ERROR;
   }
   ir_arena *arena = ir_arena_new();
@@ -194,6 +266,14 @@ int drv_build(int argc, char **argv) {
     fprintf(stderr, "modelc build: error: cannot create '%s': %s\n", dir, strerror(errno));
     rc = DRV_USER_ERROR;
   }
+#ifdef MODELC_HAVE_LLVM
+  if (rc == DRV_OK && obj) {
+    rc = write_obj(arena, p, &info, dir, drv_option(&args, "triple"), drv_option(&args, "cpu"),
+                   drv_flag(&args, "emit-llvm"));
+    ir_arena_free(arena);
+    return rc;
+  }
+#endif
   if (rc == DRV_OK && !cg_write_c(p, &info, dir, err, sizeof err)) {
     fprintf(stderr, "modelc build: error: %s\n", err);
     rc = DRV_USER_ERROR;

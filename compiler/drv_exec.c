@@ -1,4 +1,5 @@
-/* drv_exec.c: `modelc run` and `modelc train`: generate C for the spec,
+/* drv_exec.c: `modelc run`, `train`, `sample` and `bench`: through the LLVM
+ * JIT (drv_jit.c) by default, or (--via cc) generate C for the spec,
  * compile it with the system compiler into a cache keyed by the hash of
  * the generated sources (nothing is rebuilt when nothing changed), then
  * hand over to the generated program's driver (MODEL_main run|train),
@@ -188,10 +189,37 @@ static int hand_over(ir_arena *a, const char *spec, const char *command, int arg
   return DRV_INTERNAL_ERROR;
 }
 
+#ifdef MODELC_HAVE_LLVM
+/* Threads: OpenBLAS runs single-threaded and idle OpenMP threads spin
+ * briefly (see hand_over). Both libraries read these when they load, so
+ * the JIT, which runs in this process, sets them and starts modelc again
+ * when they are missing. */
+static void reexec_with_thread_settings(const char *command, int argc, char **argv) {
+  if (getenv("OPENBLAS_NUM_THREADS") && getenv("GOMP_SPINCOUNT")) return;
+  setenv("OPENBLAS_NUM_THREADS", "1", 0);
+  setenv("GOMP_SPINCOUNT", "10000", 0);
+  char **args = malloc(sizeof(char *) * (size_t)(argc + 3));
+  if (!args) return;
+  args[0] = "/proc/self/exe";
+  args[1] = (char *)command;
+  for (int i = 0; i < argc; i++) args[i + 2] = argv[i];
+  args[argc + 2] = NULL;
+  fflush(stdout);
+  fflush(stderr);
+  execv(args[0], args);
+  free(args); /* no /proc: go on with the libraries' defaults */
+}
+#endif
+
 /* The spec is the first argument that is not an option (or an option's
- * value); --target is ours, the rest goes to the driver. */
+ * value); --target and --via are ours, the rest goes to the driver. */
 static int exec_command(const char *command, int argc, char **argv, const char *usage) {
   const char *spec = NULL, *target = "cpu";
+#ifdef MODELC_HAVE_LLVM
+  const char *via = "llvm";
+#else
+  const char *via = "cc";
+#endif
   char **rest = malloc(sizeof(char *) * (size_t)(argc + 1));
   int n = 0;
   if (!rest) return DRV_INTERNAL_ERROR;
@@ -211,6 +239,10 @@ static int exec_command(const char *command, int argc, char **argv, const char *
         free(rest);
         return DRV_USER_ERROR;
       }
+    } else if (strncmp(argv[i], "--via=", 6) == 0) {
+      via = argv[i] + 6;
+    } else if (strcmp(argv[i], "--via") == 0 && i + 1 < argc) {
+      via = argv[++i];
     } else if (!spec && argv[i][0] != '-') {
       spec = argv[i];
     } else {
@@ -229,6 +261,15 @@ static int exec_command(const char *command, int argc, char **argv, const char *
     fprintf(stderr, "modelc %s: error: the CUDA backend is not in this release (use --target cpu)\n", command);
   } else if (strcmp(target, "cpu") != 0) {
     fprintf(stderr, "modelc %s: error: unknown target '%s' (targets: cpu, cuda)\n", command, target);
+  } else if (strcmp(via, "cc") != 0 && strcmp(via, "llvm") != 0) {
+    fprintf(stderr, "modelc %s: error: unknown --via '%s' (cc, or llvm: the JIT)\n", command, via);
+  } else if (strcmp(via, "llvm") == 0) {
+#ifdef MODELC_HAVE_LLVM
+    reexec_with_thread_settings(command, argc, argv);
+    rc = drv_jit_exec(spec, command, n, rest);
+#else
+    fprintf(stderr, "modelc %s: error: this modelc was built without LLVM (use --via cc)\n", command);
+#endif
   } else {
     ir_arena *a = ir_arena_new();
     rc = hand_over(a, spec, command, n, rest);
@@ -242,11 +283,14 @@ int drv_run(int argc, char **argv) {
   return exec_command("run", argc, argv,
                       "usage: modelc run SPEC --weights W.safetensors --input IN.safetensors\n"
                       "                  --output OUT.safetensors [--grads] [--target cpu]\n"
+                      "                  [--via llvm|cc]\n"
                       "\n"
                       "Runs one batch: OUT gets every output of the spec under its name, `loss`\n"
                       "when the spec trains and IN holds what the loss needs, and with --grads\n"
                       "the gradient of the loss for every parameter as grad.NAME (training mode:\n"
-                      "batch statistics, dropout on). Without --grads it runs in inference mode.\n");
+                      "batch statistics, dropout on). Without --grads it runs in inference mode.\n"
+                      "The model is compiled in memory by LLVM (--via llvm, the default with LLVM),\n"
+                      "or as C by the system compiler (--via cc).\n");
 }
 
 int drv_sample(int argc, char **argv) {
@@ -263,22 +307,25 @@ int drv_train(int argc, char **argv) {
   return exec_command("train", argc, argv,
                       "usage: modelc train SPEC --data DATA [--val DATA] [--init W.safetensors]\n"
                       "                    [--steps N] [--out DIR] [--resume DIR] [--target cpu]\n"
+                      "                    [--via llvm|cc]\n"
                       "                    [--eval-every K] [--eval-batches M]\n"
                       "                    [--checkpoint-every K] [--log-every K] [--quiet]\n"
                       "\n"
                       "Trains SPEC per its train: section. DATA is a token file (specs whose\n"
                       "inputs are tokens and targets) or a safetensors data set (a tensor per\n"
                       "input, first dim = samples). DIR (default out/) receives model.safetensors,\n"
-                      "state.safetensors (to --resume) and metrics.jsonl. The generated code is\n"
-                      "compiled once into a cache ($MODELC_CACHE, else ~/.cache/modelc).\n");
+                      "state.safetensors (to --resume) and metrics.jsonl. The model is compiled\n"
+                      "in memory by LLVM (--via llvm, the default with LLVM), or as C by the system\n"
+                      "compiler (--via cc), once into a cache ($MODELC_CACHE, else ~/.cache/modelc).\n");
 }
 
 int drv_bench(int argc, char **argv) {
   return exec_command("bench", argc, argv,
                       "usage: modelc bench SPEC [--steps N] [--warmup N] [--forward-only] [--json]\n"
-                      "                    [--no-fuse=LIST] [--target cpu]\n"
+                      "                    [--no-fuse=LIST] [--target cpu] [--via llvm|cc]\n"
                       "\n"
-                      "Compiles SPEC (as `train` does, through the cache) and times its generated\n"
+                      "Compiles SPEC (as `train` does: by LLVM in memory, the default with LLVM,\n"
+                      "or as C through the cache with --via cc) and times its compiled\n"
                       "code on a synthetic batch of the spec's shapes: the inference forward pass\n"
                       "and, when the spec trains, the training step (forward, backward, update).\n"
                       "Prints the median and fastest of N timed steps (default 10) after the\n"

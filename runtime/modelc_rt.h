@@ -565,7 +565,78 @@ typedef struct modelc_rt_model {
   /* The values of a trainable parameter, in the model (the gradient
    * check perturbs them in place). */
   modelc_rt_real *(*param)(void *model, int param);
+  /* A table-driven model (rt_table.c) leaves create NULL: instances are
+   * made from this table by modelc_rt_model_create. */
+  const void *table;
 } modelc_rt_model;
+
+/* m->create(), or a new instance of a table-driven model. */
+void *modelc_rt_model_create(const modelc_rt_model *m);
+
+/* ---- table-driven models (rt_table.c) ----
+ * The LLVM backend renders only the kernels and a table that describes
+ * the model (tensors, places, inputs, outputs, training configuration,
+ * as text); the runtime implements the model around them: the arena,
+ * init, load/save, the entry points, the optimizer step and the driver's
+ * descriptor. An entry point (forward, evaluate, train) is a list of
+ * steps, each a kernel and where its buffers are: the runtime calls them
+ * in order, so the backend compiles each distinct kernel once and no
+ * code per call. Every field is 8 bytes, so the layout is the same on
+ * every 64-bit target. */
+typedef struct modelc_rt_kernel_args {
+  unsigned char *state, *grads, *act;
+  uint64_t seed;
+  int64_t micro_step;
+  const void *in[32];
+} modelc_rt_kernel_args;
+
+/* buffers[0] is the output, buffers[1..] the operands; returns 0, or
+ * non-zero when a check failed (an id outside the embedding table). */
+typedef int (*modelc_rt_kernel_fn)(modelc_rt_kernel_args *args, void *const *buffers);
+
+enum { MODELC_RT_MAX_BUFFERS = 13 };
+/* Where a buffer is: region << 56 | byte offset (region 0 state, 1
+ * gradients, 2 activations; 3 input, the offset its index). */
+#define MODELC_RT_LOCATION(region, offset) (((int64_t)(region) << 56) | (int64_t)(offset))
+
+typedef struct modelc_rt_step {
+  modelc_rt_kernel_fn kernel; /* NULL: copy count bytes from buffer 1 to buffer 0 (state update) */
+  int64_t check;              /* the check's index (table records `check`) when the kernel fails */
+  int64_t count;              /* buffers used, or bytes to copy */
+  int64_t buffers[MODELC_RT_MAX_BUFFERS];
+} modelc_rt_step;
+
+/* fn(buffers, begin, end) over [0, n) split into one range per OpenMP
+ * thread (all of it at once without OpenMP): the LLVM backend's large
+ * elementwise kernels, as the C backend's MODELC_RT_PARALLEL_FOR. */
+void modelc_rt_parallel_rows(void (*fn)(void *const *buffers, int64_t begin, int64_t end),
+                             void *const *buffers, int64_t n);
+
+/* What the backend emits as MODEL_table. */
+typedef struct modelc_rt_table_source {
+  const char *text;
+  const modelc_rt_step *steps[3]; /* forward, evaluate, train (NULL without training) */
+  int64_t num_steps[3];
+} modelc_rt_table_source;
+
+typedef struct modelc_rt_table_model modelc_rt_table_model;
+
+/* The driver's descriptor for a table (freed with modelc_rt_table_release);
+ * NULL with a message in err when the table is malformed. */
+modelc_rt_model *modelc_rt_table_describe(const modelc_rt_table_source *src, char *err, size_t errlen);
+void modelc_rt_table_release(modelc_rt_model *m);
+/* The public API of a table-driven model (MODEL_new etc. call these);
+ * inputs and outputs are the MODEL_inputs / MODEL_outputs structs: a
+ * pointer per input; a pointer per output, then the loss (modelc_rt_real). */
+modelc_rt_table_model *modelc_rt_table_new(const modelc_rt_table_source *src);
+void modelc_rt_table_free(modelc_rt_table_model *m);
+const char *modelc_rt_table_error(const modelc_rt_table_model *m);
+int modelc_rt_table_init(modelc_rt_table_model *m, uint64_t seed);
+int modelc_rt_table_load(modelc_rt_table_model *m, const char *path);
+int modelc_rt_table_save(const modelc_rt_table_model *m, const char *path);
+int modelc_rt_table_forward(modelc_rt_table_model *m, const void *inputs, void *outputs);
+int modelc_rt_table_evaluate(modelc_rt_table_model *m, const void *inputs, void *outputs);
+modelc_rt_real modelc_rt_table_train_step(modelc_rt_table_model *m, const void *inputs);
 
 /* `<model>_main train|run ...`: argument parsing, data, progress line,
  * metrics JSONL, checkpoints, Ctrl-C. Returns the process exit code (0,

@@ -131,7 +131,7 @@ int modelc_rt_bench_main(int argc, char **argv, const modelc_rt_model *m) {
   bench_options o;
   int rc = bench_parse(m->name, argc, argv, &o);
   if (rc != 0) return rc > 0 ? 0 : 1;
-  void *model = m->create();
+  void *model = modelc_rt_model_create(m);
   void **batch = calloc((size_t)m->num_inputs + 1, sizeof *batch);
   int failed = !model || !batch || m->init(model, 1337) != 0;
   for (int i = 0; i < m->num_inputs && !failed; i++) {

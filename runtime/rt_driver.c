@@ -583,7 +583,7 @@ static int drv_run(const modelc_rt_model *m, int argc, char **argv) {
   drv_layout layout;
   if (drv_layout_init(&layout, m) != 0) return drv_fail(prog, DRV_INTERNAL, "out of memory");
   void **batch = drv_alloc_batch(m, &layout);
-  void *model = batch ? m->create() : NULL;
+  void *model = batch ? modelc_rt_model_create(m) : NULL;
   if (!model) {
     rc = drv_fail(prog, DRV_INTERNAL, "out of memory creating the model");
   } else {
@@ -1234,7 +1234,7 @@ static int drv_prepare(drv_trainer *t) {
     return drv_fail(t->prog, DRV_INPUT, "%s", err);
   t->batch = drv_alloc_batch(m, &t->layout);
   t->outputs = calloc((size_t)m->num_outputs + 1, sizeof *t->outputs);
-  t->model = t->batch && t->outputs ? m->create() : NULL;
+  t->model = t->batch && t->outputs ? modelc_rt_model_create(m) : NULL;
   if (!t->model) return drv_fail(t->prog, DRV_INTERNAL, "out of memory creating the model");
   if (t->o.resume) {
     if (drv_resume(t, err, sizeof err) != 0) return drv_fail(t->prog, DRV_INPUT, "%s", err);

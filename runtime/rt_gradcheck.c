@@ -236,7 +236,7 @@ int modelc_rt_gradcheck_main(int argc, char **argv, const modelc_rt_model *m) {
     return 1;
   }
   gc_run r = {.m = m, .o = &o};
-  r.model = m->create();
+  r.model = modelc_rt_model_create(m);
   r.inputs = calloc((size_t)m->num_inputs + 1, sizeof *r.inputs);
   r.outputs = calloc((size_t)m->num_outputs + 1, sizeof *r.outputs);
   char err[GC_ERRLEN] = "out of memory";

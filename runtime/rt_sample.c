@@ -123,7 +123,7 @@ int modelc_rt_sample_main(int argc, char **argv, const modelc_rt_model *m) {
   }
   int64_t batch = m->inputs[ti].shape[0], time = m->inputs[ti].shape[1];
   int64_t vocab = m->outputs[li].shape[2];
-  void *model = m->create();
+  void *model = modelc_rt_model_create(m);
   int rc = model ? 0 : 2;
   if (model && m->load(model, o.weights) != 0) {
     fprintf(stderr, "%s sample: error: %s\n", m->name, m->error(model));

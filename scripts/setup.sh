@@ -25,6 +25,13 @@ PACKAGES=(
   dataset-fashion-mnist # images: /usr/share/datasets/fashion-mnist
 )
 
+# With MODELC_SETUP_CROSS=1, also what the aarch64 run of the LLVM
+# backend's cross object needs (tests/run_llvm.sh aarch64 skips that run
+# without them): a cross gcc and qemu's user mode (about 200 MB).
+if [ "${MODELC_SETUP_CROSS:-0}" = 1 ]; then
+  PACKAGES+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
+fi
+
 log() { printf 'setup: %s\n' "$*"; }
 
 installed() {

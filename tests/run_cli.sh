@@ -165,5 +165,22 @@ for pass in $passes; do
   finish "ir --print-after=$pass"
 done
 
+# bench through the default path (the JIT where modelc has LLVM) and the
+# C path; --no-fuse is checked before either compiles.
+XOR="$SRC/examples/embed/xor.yaml"
+for via in default cc; do
+  if [ "$via" = default ]; then modelc bench "$XOR" --steps 1 --warmup 0 --json
+  else modelc bench "$XOR" --steps 1 --warmup 0 --json --via cc; fi
+  expect_rc 0
+  expect_in out '"entry": "forward"'
+  expect_in out '"entry": "train"'
+  finish "bench --json ($via)"
+done
+
+modelc bench "$XOR" --no-fuse=bogus
+expect_rc 1
+expect_in err "unknown fusion 'bogus'"
+finish "bench --no-fuse with an unknown fusion"
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

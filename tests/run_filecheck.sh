@@ -12,6 +12,8 @@
 # line. Each command runs with `bash -o pipefail -c` in an empty temporary
 # folder; `not CMD` succeeds when CMD fails without crashing, as in lit.
 # A case fails when any of its RUN commands fails, or when it has none.
+# `# REQUIRES: llvm` skips a case (UNSUPPORTED) when modelc was built
+# without LLVM (-DMODELC_WITH_LLVM=OFF: no -t obj).
 #
 #   bash tests/run_filecheck.sh [FILE...]      # all cases, or some
 #
@@ -44,6 +46,17 @@ prelude='not() { "$@"; local rc=$?; [ "$rc" -ne 0 ] && [ "$rc" -lt 126 ]; }
 
 passed=0
 failed=0
+unsupported=0
+
+# Features of this modelc for REQUIRES lines.
+features=()
+"$MODELC" build "$tmp/none.yaml" -t obj -o "$tmp/probe" 2>&1 | grep -q "built without LLVM" ||
+  features+=(llvm)
+has_feature() {
+  local f
+  for f in "${features[@]}"; do [ "$f" = "$1" ] && return 0; done
+  return 1
+}
 
 # RUN commands of a file, one per line, continuations joined.
 run_lines() {
@@ -94,6 +107,15 @@ for file in "${files[@]}"; do
     echo "FAIL $name: no such file"
     continue
   fi
+  missing=""
+  for need in $(sed -n 's,^.*\(#\|//\)[[:space:]]*REQUIRES:[[:space:]]*\(.*\)$,\2,p' "$file" | tr ',' ' '); do
+    has_feature "$need" || missing="$missing $need"
+  done
+  if [ -n "$missing" ]; then
+    unsupported=$((unsupported + 1))
+    echo "UNSUPPORTED $name: this modelc lacks$missing"
+    continue
+  fi
   mapfile -t runs < <(run_lines "$file")
   if [ "${#runs[@]}" -eq 0 ]; then
     failed=$((failed + 1))
@@ -128,5 +150,5 @@ for file in "${files[@]}"; do
   fi
 done
 
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed$([ "$unsupported" -eq 0 ] || echo ", $unsupported unsupported")"
 [ "$failed" -eq 0 ]

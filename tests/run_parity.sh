@@ -19,10 +19,11 @@
 #   TARGET=cuda bash tests/run_parity.sh      # passes --target cuda to run and train
 #   RECOMPUTE=1 bash tests/run_parity.sh NAME # the case with `recompute: blocks`
 #                                             # (which must then recompute something)
+#   VIA=cc bash tests/run_parity.sh           # passes --via cc (the C path) or llvm (the JIT)
 #
 # Environment: MODELC (the binary), SRC (the source tree), ST_COMPARE (the
 # built tests/tools/st_compare, default $SRC/build/tests/st_compare),
-# TARGET (optional), MODELC_TEST_TIMEOUT (seconds per command, default 120).
+# TARGET and VIA (optional), MODELC_TEST_TIMEOUT (seconds per command, default 120).
 set -u
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -49,8 +50,10 @@ cases_dir="$SRC/tests/reference/cases"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
+VIA="${VIA:-}"
 target_args=()
 [ -n "$TARGET" ] && target_args=(--target "$TARGET")
+[ -n "$VIA" ] && target_args+=(--via "$VIA")
 
 passed=0
 failed=0
