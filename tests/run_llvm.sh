@@ -80,9 +80,9 @@ vs_cc() {
   local st_compare="${ST_COMPARE:-$SRC/build/tests/st_compare}" passed=0 failed=0
   export MODELC_CACHE="${MODELC_CACHE:-$tmp/cache}"
   set +e
-  # same NAME LABEL A B: the JIT's file A against the C path's B
+  # same NAME LABEL A B [ARGS]: the JIT's file A against the C path's B
   same() {
-    if "$st_compare" "$3" "$4" --rtol 1e-5 --atol 1e-6 >"$tmp/compare" 2>&1; then
+    if "$st_compare" "$3" "$4" --rtol 1e-5 --atol 1e-6 "${@:5}" >"$tmp/compare" 2>&1; then
       passed=$((passed + 1))
       echo "PASS $1 $2"
     else
@@ -108,7 +108,13 @@ vs_cc() {
     done
     same "$name" eval "$tmp/llvm.eval.safetensors" "$tmp/cc.eval.safetensors"
     same "$name" grads "$tmp/llvm.grads.safetensors" "$tmp/cc.grads.safetensors"
-    same "$name" train "$tmp/llvm.train/model.safetensors" "$tmp/cc.train/model.safetensors"
+    # after 3 AdamW steps, parameters whose gradient is rounding noise (the
+    # key bias: softmax ignores a constant added to every key) move by
+    # lr-sized steps whatever the noise: the parity goldens' per-element
+    # slack for them applies here too (tests/reference/README.md)
+    local tol=()
+    [ -f "$g/step3_tol.safetensors" ] && tol=(--tol-file "$g/step3_tol.safetensors")
+    same "$name" train "$tmp/llvm.train/model.safetensors" "$tmp/cc.train/model.safetensors" "${tol[@]}"
   done
   echo "$passed passed, $failed failed"
   [ "$failed" -eq 0 ]
