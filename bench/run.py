@@ -73,9 +73,9 @@ def attention_flops(B, H, T, D, W, G):
     return 4.0 * B * H * D * pairs
 
 
-def modelc_bench(modelc, spec, threads, steps, forward_only=False):
+def modelc_bench(modelc, spec, threads, steps, forward_only=False, via="cc"):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    cmd = [modelc, "bench", spec, "--json", "--steps", str(steps), "--warmup", "2"]
+    cmd = [modelc, "bench", spec, "--json", "--steps", str(steps), "--warmup", "2", "--via", via]
     if forward_only:
         cmd.append("--forward-only")
     out = sh(cmd, env=env)
@@ -101,6 +101,8 @@ def main():
     p.add_argument("--torch", default="/usr/bin/python3", help="python with torch")
     p.add_argument("--modelc", default=os.path.join(ROOT, "build", "modelc"))
     p.add_argument("--rows", default="", help="comma-separated row names to run")
+    p.add_argument("--via", default="cc", choices=["cc", "llvm"],
+                   help="modelc's generated C compiled by cc (default), or the LLVM JIT")
     a = p.parse_args()
     steps = 3 if a.quick else 10
     tmp = tempfile.mkdtemp(prefix="modelc-bench-")
@@ -110,8 +112,8 @@ def main():
             os.path.join(HERE, "sgemm_peak.c"), "-o", peak_bin, "-lopenblas"])
         ceiling = float(sh([peak_bin, str(a.threads)]).split()[1]) * 1e9
         tv = sh([a.torch, "-c", "import torch; print(torch.__version__)"]).strip()
-        print("modelc bench: %d threads, sgemm ceiling %.1f GFLOP/s, PyTorch %s (%s)\n" % (
-            a.threads, ceiling / 1e9, tv, a.torch), flush=True)
+        print("modelc bench: %d threads, sgemm ceiling %.1f GFLOP/s, PyTorch %s (%s), modelc via %s\n"
+              % (a.threads, ceiling / 1e9, tv, a.torch, a.via), flush=True)
         rows = []
         gpt2 = os.path.join(ROOT, "specs", "gpt2.yaml")
         unet = os.path.join(ROOT, "specs", "unet.yaml")
@@ -123,7 +125,7 @@ def main():
             spec = with_dims(spec_src, tmp, re.sub(r"\W", "_", name), dims)
             fwd = flops_fwd if flops_fwd is not None else forward_flops(a.modelc, spec)
             fwd_only = entries == ["forward"]
-            mc = modelc_bench(a.modelc, spec, a.threads, steps, forward_only=fwd_only)
+            mc = modelc_bench(a.modelc, spec, a.threads, steps, forward_only=fwd_only, via=a.via)
             pt = torch_bench(a.torch, torch_args + (["--forward-only"] if fwd_only else []),
                              a.threads, steps)
             for e in entries:
