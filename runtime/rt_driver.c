@@ -204,6 +204,13 @@ static int drv_read_i64(const modelc_rt_st_file *f, const char *name, int64_t *v
   return 0;
 }
 
+/* The exit code for a model that failed in forward or backward: its
+ * inputs checks (ids outside an embedding table, as the generated code
+ * words it) are errors in the data, 1; anything else is internal, 2. */
+static int drv_model_failure_code(const char *message) {
+  return strstr(message, "outside the embedding table") ? DRV_INPUT : DRV_INTERNAL;
+}
+
 /* ---- arguments ---- */
 
 typedef enum { DRV_FLAG, DRV_TEXT, DRV_POSITIVE, DRV_COUNT } drv_option_kind;
@@ -551,7 +558,8 @@ static int drv_run_model(const char *prog, const modelc_rt_model *m, void *model
   int failed = o->grads ? m->backward(model, inputs, outputs, &loss)
                         : m->forward(model, inputs, outputs, with_loss, &loss);
   if (failed)
-    rc = drv_fail(prog, DRV_INTERNAL, "%s", m->error(model));
+    rc = drv_fail(prog, drv_model_failure_code(m->error(model)), "%s: %s", o->input,
+                  m->error(model));
   else
     rc = drv_write_run_output(prog, m, model, o, outputs, with_loss, &loss);
   free(outputs);
@@ -1104,7 +1112,7 @@ static int drv_evaluate(drv_trainer *t, double *val_loss, double *accuracy) {
     }
     float loss;
     if (drv_eval_batch(t, &loss, err, sizeof err) != 0)
-      return drv_fail(t->prog, DRV_INTERNAL, "%s", err);
+      return drv_fail(t->prog, drv_model_failure_code(err), "%s: %s", v->path, err);
     loss_sum += (double)loss * (double)real;
     weight += (double)real;
     if (t->layout.classifier)
@@ -1150,8 +1158,8 @@ static int drv_step(drv_trainer *t, int64_t step) {
     if (drv_dataset_next(&t->data, t->m, &t->layout, t->batch, err, sizeof err) != 0)
       return drv_fail(t->prog, DRV_INPUT, "%s", err);
     if (t->m->backward(t->model, inputs, t->outputs, &loss) != 0)
-      return drv_fail(t->prog, DRV_INTERNAL, "step %lld: %s", (long long)step,
-                      t->m->error(t->model));
+      return drv_fail(t->prog, drv_model_failure_code(t->m->error(t->model)), "step %lld: %s: %s",
+                      (long long)step, t->data.path, t->m->error(t->model));
     loss_sum += loss;
   }
   double loss = loss_sum / (double)accumulate;
