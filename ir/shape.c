@@ -103,6 +103,14 @@ static const ir_attr *attr_of_kind(const ir_node *node, const char *name, ir_att
 
 bool ir_shape_unary(ir_node *node, char *err, size_t errlen) {
   const ir_type *x = in_type(node, 0);
+  /* A layer op's parameters (f32) and its input share a dtype, as in
+   * PyTorch; expand would otherwise build mixed-dtype primitives. */
+  for (int i = 1; (ir_op_get(node->op)->flags & IR_OPF_LAYER) && i < node->num_inputs; i++) {
+    const ir_type *w = in_type(node, i);
+    if (ir_dtype_is_float(w->dtype) && w->dtype != x->dtype)
+      return fail(err, errlen, "%s: input and parameters have different dtypes: %s and %s",
+                  op_name(node), fmt_type(x).s, fmt_type(w).s);
+  }
   if (node->op == IR_OP_softmax || node->op == IR_OP_log_softmax) {
     int64_t axis = ir_get_int(node, "axis", -1);
     int a;
