@@ -211,6 +211,14 @@ static int drv_model_failure_code(const char *message) {
   return strstr(message, "outside the embedding table") ? DRV_INPUT : DRV_INTERNAL;
 }
 
+/* "PATH: " before such a message, naming the file the data came from;
+ * "" before an internal one. */
+static const char *drv_blame(const char *message, const char *path, char *buf, size_t n) {
+  if (drv_model_failure_code(message) != DRV_INPUT) return "";
+  snprintf(buf, n, "%s: ", path);
+  return buf;
+}
+
 /* ---- arguments ---- */
 
 typedef enum { DRV_FLAG, DRV_TEXT, DRV_POSITIVE, DRV_COUNT } drv_option_kind;
@@ -557,9 +565,10 @@ static int drv_run_model(const char *prog, const modelc_rt_model *m, void *model
   const void *const *inputs = (const void *const *)batch;
   int failed = o->grads ? m->backward(model, inputs, outputs, &loss)
                         : m->forward(model, inputs, outputs, with_loss, &loss);
+  char blame[DRV_ERRLEN];
   if (failed)
-    rc = drv_fail(prog, drv_model_failure_code(m->error(model)), "%s: %s", o->input,
-                  m->error(model));
+    rc = drv_fail(prog, drv_model_failure_code(m->error(model)), "%s%s",
+                  drv_blame(m->error(model), o->input, blame, sizeof blame), m->error(model));
   else
     rc = drv_write_run_output(prog, m, model, o, outputs, with_loss, &loss);
   free(outputs);
@@ -1111,8 +1120,11 @@ static int drv_evaluate(drv_trainer *t, double *val_loss, double *accuracy) {
       if (v->samples - b * real < real) real = v->samples - b * real;
     }
     float loss;
-    if (drv_eval_batch(t, &loss, err, sizeof err) != 0)
-      return drv_fail(t->prog, drv_model_failure_code(err), "%s: %s", v->path, err);
+    if (drv_eval_batch(t, &loss, err, sizeof err) != 0) {
+      char blame[DRV_ERRLEN];
+      return drv_fail(t->prog, drv_model_failure_code(err), "%s%s",
+                      drv_blame(err, v->path, blame, sizeof blame), err);
+    }
     loss_sum += (double)loss * (double)real;
     weight += (double)real;
     if (t->layout.classifier)
@@ -1158,8 +1170,9 @@ static int drv_step(drv_trainer *t, int64_t step) {
     if (drv_dataset_next(&t->data, t->m, &t->layout, t->batch, err, sizeof err) != 0)
       return drv_fail(t->prog, DRV_INPUT, "%s", err);
     if (t->m->backward(t->model, inputs, t->outputs, &loss) != 0)
-      return drv_fail(t->prog, drv_model_failure_code(t->m->error(t->model)), "step %lld: %s: %s",
-                      (long long)step, t->data.path, t->m->error(t->model));
+      return drv_fail(t->prog, drv_model_failure_code(t->m->error(t->model)), "step %lld: %s%s",
+                      (long long)step, drv_blame(t->m->error(t->model), t->data.path, err, sizeof err),
+                      t->m->error(t->model));
     loss_sum += loss;
   }
   double loss = loss_sum / (double)accumulate;
