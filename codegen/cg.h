@@ -156,6 +156,11 @@ const char *cg_c_type(ir_dtype dtype);
 void cg_render_c_kernel(cg_emitter *e, const cg_program *p, const cg_entry *entry,
                         const cg_kernel *k);
 
+/* cg_numerics.c: --check-numerics. The index of the entry's first
+ * backward kernel (num_kernels when none), and the check after kernel k. */
+int cg_backward_start(const cg_entry *entry);
+void cg_emit_numerics_check(cg_emitter *e, const cg_program *p, const cg_kernel *k, bool backward);
+
 typedef struct cg_spec_info {
   const char *source_file;   /* the spec's path, for the header comment */
   int optimizer;             /* 0 adamw, 1 sgd */

@@ -211,7 +211,8 @@ static int exec_command(const char *command, int argc, char **argv, const char *
       rest[n++] = argv[i];
       /* an option's value is passed along with it */
       bool flag = strchr(argv[i], '=') || strcmp(argv[i], "--grads") == 0 ||
-                  strcmp(argv[i], "--quiet") == 0 || argv[i][0] != '-';
+                  strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "--check-numerics") == 0 ||
+                  argv[i][0] != '-';
       if (!flag && i + 1 < argc) rest[n++] = argv[++i];
     }
   }
@@ -234,7 +235,8 @@ static int exec_command(const char *command, int argc, char **argv, const char *
 int drv_run(int argc, char **argv) {
   return exec_command("run", argc, argv,
                       "usage: modelc run SPEC --weights W.safetensors --input IN.safetensors\n"
-                      "                  --output OUT.safetensors [--grads] [--target cpu]\n"
+                      "                  --output OUT.safetensors [--grads] [--check-numerics]\n"
+                      "                  [--target cpu]\n"
                       "\n"
                       "Runs one batch: OUT gets every output of the spec under its name, `loss`\n"
                       "when the spec trains and IN holds what the loss needs, and with --grads\n"
@@ -258,6 +260,7 @@ int drv_train(int argc, char **argv) {
                       "                    [--steps N] [--out DIR] [--resume DIR] [--target cpu]\n"
                       "                    [--eval-every K] [--eval-batches M]\n"
                       "                    [--checkpoint-every K] [--log-every K] [--quiet]\n"
+                      "                    [--check-numerics]\n"
                       "\n"
                       "Trains SPEC per its train: section. DATA is a token file (specs whose\n"
                       "inputs are tokens and targets) or a safetensors data set (a tensor per\n"

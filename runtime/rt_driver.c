@@ -204,17 +204,23 @@ static int drv_read_i64(const modelc_rt_st_file *f, const char *name, int64_t *v
   return 0;
 }
 
+/* A NaN or infinity that --check-numerics found: the data, the weights
+ * or the learning rate made it, so exit 1 as for a non-finite loss. */
+static int drv_numerics_failure(const char *message) {
+  return strncmp(message, "--check-numerics:", 17) == 0 ? DRV_INPUT : DRV_INTERNAL;
+}
+
 /* The exit code for a model that failed in forward or backward: its
  * inputs checks (ids outside an embedding table, as the generated code
  * words it) are errors in the data, 1; anything else is internal, 2. */
 static int drv_model_failure_code(const char *message) {
-  return strstr(message, "outside the embedding table") ? DRV_INPUT : DRV_INTERNAL;
+  return strstr(message, "outside the embedding table") ? DRV_INPUT : drv_numerics_failure(message);
 }
 
-/* "PATH: " before such a message, naming the file the data came from;
- * "" before an internal one. */
+/* "PATH: " before a message about ids, naming the file they came from;
+ * "" before any other. */
 static const char *drv_blame(const char *message, const char *path, char *buf, size_t n) {
-  if (drv_model_failure_code(message) != DRV_INPUT) return "";
+  if (!strstr(message, "outside the embedding table")) return "";
   snprintf(buf, n, "%s: ", path);
   return buf;
 }
@@ -329,7 +335,9 @@ static void drv_run_help(const modelc_rt_model *m) {
          "  --weights W   the parameters, as train writes them to DIR/model.safetensors\n"
          "  --input IN    the batch\n"
          "  --output OUT  written atomically; nothing is written on failure\n"
-         "  --grads       run forward and backward in training mode, write gradients\n\n",
+         "  --grads       run forward and backward in training mode, write gradients\n"
+         "  --check-numerics  stop at the first NaN or infinity a kernel computes,\n"
+         "                naming the op and its place in the spec\n\n",
          m->name);
   drv_print_tensors(stdout, "inputs", m->num_inputs, m->inputs);
   drv_print_tensors(stdout, "outputs", m->num_outputs, m->outputs);
@@ -358,7 +366,10 @@ static void drv_train_help(const modelc_rt_model *m) {
          "  --checkpoint-every K  checkpoint every K steps (default 0: at the end only)\n"
          "  --log-every K         progress line every K steps when stderr is not a\n"
          "                        terminal (default: N/10, at most 50)\n"
-         "  --quiet               no progress lines\n\n"
+         "  --quiet               no progress lines\n"
+         "  --check-numerics      stop at the first NaN or infinity a kernel computes\n"
+         "                        in forward or backward: the op, the spec's\n"
+         "                        file:line:col and the step\n\n"
          "Ctrl-C finishes the current step, writes a checkpoint and exits with 130.\n",
          m->name);
   drv_print_tensors(stdout, "inputs", m->num_inputs, m->inputs);
@@ -450,7 +461,7 @@ static int drv_read_as(const modelc_rt_st_file *f, const modelc_rt_st_tensor *t,
 
 typedef struct drv_run_options {
   const char *weights, *input, *output;
-  int grads;
+  int grads, check_numerics;
 } drv_run_options;
 
 /* Every tensor of IN must be an input of the model. */
@@ -584,6 +595,7 @@ static int drv_run(const modelc_rt_model *m, int argc, char **argv) {
       {"--input", DRV_TEXT, &o.input},
       {"--output", DRV_TEXT, &o.output},
       {"--grads", DRV_FLAG, &o.grads},
+      {"--check-numerics", DRV_FLAG, &o.check_numerics},
   };
   int rc = drv_parse_args(prog, argc, argv, opts, (int)(sizeof opts / sizeof opts[0]));
   if (rc == DRV_HELP) return drv_run_help(m), DRV_OK;
@@ -591,6 +603,7 @@ static int drv_run(const modelc_rt_model *m, int argc, char **argv) {
   if (rc == DRV_OK) rc = drv_require(prog, o.input, "--input");
   if (rc == DRV_OK) rc = drv_require(prog, o.output, "--output");
   if (rc != DRV_OK) return rc;
+  modelc_rt_set_check_numerics(o.check_numerics);
   drv_layout layout;
   if (drv_layout_init(&layout, m) != 0) return drv_fail(prog, DRV_INTERNAL, "out of memory");
   void **batch = drv_alloc_batch(m, &layout);
@@ -745,7 +758,7 @@ static int drv_dataset_seek(drv_dataset *d, int64_t cursor, char *err, size_t er
 typedef struct drv_train_options {
   const char *data, *val, *init, *out, *resume;
   int64_t steps, eval_every, eval_batches, checkpoint_every, log_every; /* -1: default */
-  int quiet;
+  int quiet, check_numerics;
 } drv_train_options;
 
 typedef struct drv_trainer {
@@ -1345,6 +1358,7 @@ static int drv_train(const modelc_rt_model *m, int argc, char **argv) {
       {"--checkpoint-every", DRV_COUNT, &t.o.checkpoint_every},
       {"--log-every", DRV_POSITIVE, &t.o.log_every},
       {"--quiet", DRV_FLAG, &t.o.quiet},
+      {"--check-numerics", DRV_FLAG, &t.o.check_numerics},
   };
   int rc = drv_parse_args(prog, argc, argv, opts, (int)(sizeof opts / sizeof opts[0]));
   if (rc == DRV_HELP) return drv_train_help(m), DRV_OK;
@@ -1355,6 +1369,7 @@ static int drv_train(const modelc_rt_model *m, int argc, char **argv) {
     rc = drv_fail(prog, DRV_INPUT, "the model has no train: section, so it cannot be trained");
   if (rc != DRV_OK) return rc;
   if (drv_layout_init(&t.layout, m) != 0) return drv_fail(prog, DRV_INTERNAL, "out of memory");
+  modelc_rt_set_check_numerics(t.o.check_numerics);
   t.has_val = t.o.val != NULL;
   t.out_dir = t.o.out ? t.o.out : t.o.resume ? t.o.resume : "out";
   t.tty = isatty(fileno(stderr));
