@@ -858,6 +858,19 @@ static int drv_write_state(drv_trainer *t, const char *path, int64_t step, uint6
   return rc;
 }
 
+/* A test hook (tests/run_checkpoint.sh): MODELC_TEST_CRASH_CHECKPOINT=P
+ * or P@S kills the process with SIGKILL at point P of a checkpoint's
+ * commit (at step S only, when given): 1 once the pending model is
+ * written, 2 once the pending state is, 3 between the two renames, 4
+ * after them. */
+static void drv_test_crash(int point, int64_t step) {
+  const char *hook = getenv("MODELC_TEST_CRASH_CHECKPOINT");
+  long p = 0;
+  long long s = -1;
+  if (!hook || sscanf(hook, "%ld@%lld", &p, &s) < 1) return;
+  if (p == point && (s < 0 || s == step)) raise(SIGKILL);
+}
+
 /* A checkpoint of the model after `step` steps, committed as described
  * at the top of the file. */
 static int drv_checkpoint(drv_trainer *t, int64_t step, char *err, size_t errlen) {
@@ -872,13 +885,17 @@ static int drv_checkpoint(drv_trainer *t, int64_t step, char *err, size_t errlen
     snprintf(err, errlen, "out of memory");
   } else if (t->m->save(t->model, pending_model) != 0) {
     snprintf(err, errlen, "%s", t->m->error(t->model));
-  } else if (drv_hash_file(pending_model, &hash, err, errlen) == 0 &&
+  } else if (drv_test_crash(1, step), drv_hash_file(pending_model, &hash, err, errlen) == 0 &&
              drv_write_state(t, pending_state, step, hash, err, errlen) == 0) {
-    if (rename(pending_model, model_path) != 0 || rename(pending_state, state_path) != 0)
+    drv_test_crash(2, step);
+    int renamed = rename(pending_model, model_path) == 0;
+    if (renamed) drv_test_crash(3, step);
+    if (!renamed || rename(pending_state, state_path) != 0)
       snprintf(err, errlen, "cannot rename a checkpoint file in %s: %s", t->out_dir,
                strerror(errno));
     else
       rc = 0;
+    if (rc == 0) drv_test_crash(4, step);
     drv_fsync_dir(t->out_dir);
   }
   if (rc != 0 && pending_model) unlink(pending_model);
@@ -1381,6 +1398,9 @@ static int drv_train(const modelc_rt_model *m, int argc, char **argv) {
 /* ---- entry point ---- */
 
 int modelc_rt_main(int argc, char **argv, const modelc_rt_model *model) {
+  /* A file-size limit (ulimit -f) makes writes fail with EFBIG, reported
+   * as any full disk is, instead of killing the process mid-checkpoint. */
+  signal(SIGXFSZ, SIG_IGN);
   if (argc < 2) {
     drv_usage(stderr, model);
     return DRV_INPUT;
