@@ -41,6 +41,7 @@ int cg_backward_start(const cg_entry *entry) {
   const ir_graph *g = entry->graph;
   if (!g->training) return entry->num_kernels;
   int *position = ir_arena_alloc(g->arena, sizeof(int) * (size_t)(g->next_node_id + 1));
+  for (int i = 0; i <= g->next_node_id; i++) position[i] = -1; /* not in the graph: forward */
   int at = 0, last_output = -1;
   for (const ir_node *n = g->first; n; n = n->next, at++) {
     if (n->id >= 0 && n->id <= g->next_node_id) position[n->id] = at;
