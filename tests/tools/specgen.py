@@ -314,7 +314,7 @@ def spec_facts(text):
         if re.match(r"^\w", line):
             section = line.split(":")[0]
             continue
-        m = re.match(r"^  (\w+): *(.*)$", line)
+        m = re.match(r"^ +(\w+): *(.*)$", line)  # any indent: YAML takes a consistent one
         if not m:
             continue
         if section == "dims":
