@@ -312,7 +312,7 @@ def spec_facts(text):
     dims, inputs, section = {}, [], None
     for line in text.split("\n"):
         if re.match(r"^\w", line):
-            section = line.split(":")[0]
+            section = line.split(":")[0].strip()
             continue
         m = re.match(r"^ +(\w+): *(.*)$", line)  # any indent: YAML takes a consistent one
         if not m:
@@ -439,7 +439,12 @@ class Runner:
         self.exercise(index, text, rng, spec, build, exe)
 
     def exercise(self, index, text, rng, spec, build, exe):
-        dims, inputs = spec_facts(text)
+        try:
+            dims, inputs = spec_facts(text)
+        except (KeyError, AttributeError, ValueError, SyntaxError, NameError, TypeError, ZeroDivisionError):
+            return  # a spelling of the spec this reader does not follow; modelc took it
+        if not inputs:
+            return
         vocab = dims.get("V", 2)
         rc, out, err = self.sh([self.modelc, "check", "--params", spec], timeout=30)
         weights = {}
@@ -499,6 +504,9 @@ def main():
         if rng.random() < args.mutate:
             text = mutate(rng, text)
         runner.one(i, text, rng)
+        if (i + 1) % 100 == 0:
+            print("specgen: %d specs, %d accepted, %d failures, %.0f s" % (
+                i + 1, runner.stats["accepted"], len(runner.failures), time.time() - start), flush=True)
     s = runner.stats
     print("specgen: %d specs in %.0f s (seed %d): %d accepted (%d compiled with ASan+UBSan, %d ran, %d trained), "
           "%d rejected with a located diagnostic, %d failures"
