@@ -426,7 +426,8 @@ class Runner:
         rc, out, err = self.sh([self.modelc, "build", spec, "-t", "c", "-o", build], timeout=60)
         if rc != 0:
             return self.fail(index, text, "modelc build exited %s after check accepted it" % rc, err)
-        model = re.search(r"^model: *(\w+)", text, re.M).group(1)
+        named = re.search(r"^model:\s*(\w+)", text, re.M)
+        model = named.group(1) if named else None
         if model != MODEL:
             return  # only specs named MODEL share the compiled runtime
         exe = os.path.join(build, model + "_main")
