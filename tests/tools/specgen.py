@@ -365,7 +365,8 @@ class Runner:
         self.work = os.path.join(self.out, "work")
         os.makedirs(self.work, exist_ok=True)
         self.failures = []
-        self.stats = {"specs": 0, "accepted": 0, "rejected": 0, "compiled": 0, "ran": 0, "trained": 0}
+        self.stats = {"specs": 0, "accepted": 0, "rejected": 0, "compiled": 0, "ran": 0, "trained": 0,
+                      "generator_errors": 0}
         self.runtime_objects = {}
 
     def sh(self, argv, timeout=60, cwd=None, env=None):
@@ -504,15 +505,20 @@ def main():
         text = gen_spec(rng)
         if rng.random() < args.mutate:
             text = mutate(rng, text)
-        runner.one(i, text, rng)
+        try:
+            runner.one(i, text, rng)
+        except Exception as e:  # a bug of this script, not of modelc: say so and go on
+            runner.stats["generator_errors"] += 1
+            print("specgen: spec %d: the generator failed (%s: %s); skipped" % (i, type(e).__name__, e), flush=True)
         if (i + 1) % 100 == 0:
             print("specgen: %d specs, %d accepted, %d failures, %.0f s" % (
                 i + 1, runner.stats["accepted"], len(runner.failures), time.time() - start), flush=True)
     s = runner.stats
     print("specgen: %d specs in %.0f s (seed %d): %d accepted (%d compiled with ASan+UBSan, %d ran, %d trained), "
-          "%d rejected with a located diagnostic, %d failures"
+          "%d rejected with a located diagnostic, %d failures, %d generator errors"
           % (s["specs"], time.time() - start, args.seed, s["accepted"], s["compiled"], s["ran"], s["trained"],
-             s["rejected"] - sum(1 for _, w in runner.failures if w.startswith("rejected")), len(runner.failures)))
+             s["rejected"] - sum(1 for _, w in runner.failures if w.startswith("rejected")), len(runner.failures),
+             s["generator_errors"]))
     sys.exit(1 if runner.failures else 0)
 
 
