@@ -166,6 +166,14 @@ int64_t cg_c_elements(int64_t bytes);
 void cg_render_c_kernel(cg_emitter *e, const cg_program *p, const cg_entry *entry,
                         const cg_kernel *k);
 
+/* cg_numerics.c: --check-numerics. The index of the entry's first
+ * backward kernel (num_kernels when none), and the check after kernel k. */
+int cg_backward_start(const cg_entry *entry);
+/* The C expression of a buffer's first element, typed (const unless
+ * writable), as every kernel addresses it. */
+const char *cg_c_pointer(const cg_program *p, int b, bool writable);
+void cg_emit_numerics_check(cg_emitter *e, const cg_program *p, const cg_kernel *k, bool backward);
+
 typedef struct cg_spec_info {
   const char *source_file;   /* the spec's path, for the header comment */
   int optimizer;             /* 0 adamw, 1 sgd */

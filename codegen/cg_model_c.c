@@ -242,6 +242,7 @@ static void write_entry(model_writer *w, kernel_table *table, const cg_entry *en
   for (int i = 0; i < entry->num_kernels; i++)
     if (entry->kernels[i].kind != CG_K_ASSIGN) names[i] = emit_kernel(w, table, entry, &entry->kernels[i]);
   cg_emit_open(e, "static int run_%s(%s *m)", entry->name, w->m);
+  int backward_start = cg_backward_start(entry);
   for (int i = 0; i < entry->num_kernels; i++) {
     const cg_kernel *k = &entry->kernels[i];
     if (k->kind == CG_K_ASSIGN) continue;
@@ -260,6 +261,7 @@ static void write_entry(model_writer *w, kernel_table *table, const cg_entry *en
     } else {
       cg_emitf(e, "%s(m);\n", names[i]);
     }
+    cg_emit_numerics_check(e, p, k, i >= backward_start);
   }
   for (int i = 0; i < entry->num_kernels; i++) {
     const cg_kernel *k = &entry->kernels[i];

@@ -104,6 +104,8 @@ static const char *pointer(const cg_program *p, int b, bool writable) {
   }
 }
 
+const char *cg_c_pointer(const cg_program *p, int b, bool writable) { return pointer(p, b, writable); }
+
 static const char *type_text(ir_arena *a, const ir_type *t) {
   char buf[128];
   return ir_arena_strdup(a, ir_type_format(t, buf, sizeof buf));

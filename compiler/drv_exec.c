@@ -222,6 +222,8 @@ static int exec_command(const char *command, int argc, char **argv, const char *
 #endif
   char **rest = malloc(sizeof(char *) * (size_t)(argc + 1));
   int n = 0;
+  bool via_given = false, numerics = false;
+  const char *no_fuse = NULL;
   if (!rest) return DRV_INTERNAL_ERROR;
   for (int i = 0; i < argc; i++) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -234,15 +236,13 @@ static int exec_command(const char *command, int argc, char **argv, const char *
     } else if (strcmp(argv[i], "--target") == 0 && i + 1 < argc) {
       target = argv[++i];
     } else if (strncmp(argv[i], "--no-fuse", 9) == 0 && (argv[i][9] == '=' || argv[i][9] == 0)) {
-      const char *list = argv[i][9] == '=' ? argv[i] + 10 : i + 1 < argc ? argv[++i] : "";
-      if (!drv_set_no_fuse(command, list)) {
-        free(rest);
-        return DRV_USER_ERROR;
-      }
+      no_fuse = argv[i][9] == '=' ? argv[i] + 10 : i + 1 < argc ? argv[++i] : "";
     } else if (strncmp(argv[i], "--via=", 6) == 0) {
       via = argv[i] + 6;
+      via_given = true;
     } else if (strcmp(argv[i], "--via") == 0 && i + 1 < argc) {
       via = argv[++i];
+      via_given = true;
     } else if (!spec && argv[i][0] != '-') {
       spec = argv[i];
     } else {
@@ -250,9 +250,27 @@ static int exec_command(const char *command, int argc, char **argv, const char *
       /* an option's value is passed along with it */
       bool flag = strchr(argv[i], '=') || strcmp(argv[i], "--grads") == 0 ||
                   strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "--json") == 0 ||
-                  strcmp(argv[i], "--forward-only") == 0 || argv[i][0] != '-';
+                  strcmp(argv[i], "--forward-only") == 0 ||
+                  strcmp(argv[i], "--check-numerics") == 0 || argv[i][0] != '-';
       if (!flag && i + 1 < argc) rest[n++] = argv[++i];
+      numerics = numerics || strcmp(argv[i], "--check-numerics") == 0;
     }
+  }
+  /* The checks are in the generated C (codegen/cg_numerics.c); the JIT's
+   * kernels have none, so the flag takes the C path. It also keeps every
+   * elementwise op a kernel of its own, so that each op's value is
+   * checked (a fused chain stores only its last). */
+  if (numerics && !via_given) via = "cc";
+  static char with_elementwise[512];
+  if (numerics && no_fuse && *no_fuse) {
+    snprintf(with_elementwise, sizeof with_elementwise, "%s,elementwise", no_fuse);
+    no_fuse = with_elementwise;
+  } else if (numerics) {
+    no_fuse = "elementwise";
+  }
+  if (no_fuse && !drv_set_no_fuse(command, no_fuse)) {
+    free(rest);
+    return DRV_USER_ERROR;
   }
   int rc = DRV_USER_ERROR;
   if (!spec) {
@@ -263,6 +281,8 @@ static int exec_command(const char *command, int argc, char **argv, const char *
     fprintf(stderr, "modelc %s: error: unknown target '%s' (targets: cpu, cuda)\n", command, target);
   } else if (strcmp(via, "cc") != 0 && strcmp(via, "llvm") != 0) {
     fprintf(stderr, "modelc %s: error: unknown --via '%s' (cc, or llvm: the JIT)\n", command, via);
+  } else if (numerics && strcmp(via, "llvm") == 0) {
+    fprintf(stderr, "modelc %s: error: --check-numerics needs the C path (--via cc)\n", command);
   } else if (strcmp(via, "llvm") == 0) {
 #ifdef MODELC_HAVE_LLVM
     reexec_with_thread_settings(command, argc, argv);
@@ -282,8 +302,8 @@ static int exec_command(const char *command, int argc, char **argv, const char *
 int drv_run(int argc, char **argv) {
   return exec_command("run", argc, argv,
                       "usage: modelc run SPEC --weights W.safetensors --input IN.safetensors\n"
-                      "                  --output OUT.safetensors [--grads] [--target cpu]\n"
-                      "                  [--via llvm|cc]\n"
+                      "                  --output OUT.safetensors [--grads] [--check-numerics]\n"
+                      "                  [--target cpu] [--via llvm|cc]\n"
                       "\n"
                       "Runs one batch: OUT gets every output of the spec under its name, `loss`\n"
                       "when the spec trains and IN holds what the loss needs, and with --grads\n"
@@ -310,6 +330,7 @@ int drv_train(int argc, char **argv) {
                       "                    [--via llvm|cc]\n"
                       "                    [--eval-every K] [--eval-batches M]\n"
                       "                    [--checkpoint-every K] [--log-every K] [--quiet]\n"
+                      "                    [--check-numerics]\n"
                       "\n"
                       "Trains SPEC per its train: section. DATA is a token file (specs whose\n"
                       "inputs are tokens and targets) or a safetensors data set (a tensor per\n"

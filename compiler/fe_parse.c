@@ -505,8 +505,11 @@ static void format_expr(text_buf *b, const fe_expr *e) {
     return;
   case FE_EXPR_LIST: format_items(b, e, "[", "]"); return;
   case FE_EXPR_NEG:
+    /* "--x", not "-(-x)": the parentheses would cost nesting depth, and
+     * a chain of minus signs that parses would format into one that
+     * does not. (A NEG never holds a number: the parser folds those.) */
     puts_buf(b, "-");
-    format_child(b, e->lhs, precedence(e->lhs) <= 3);
+    format_child(b, e->lhs, precedence(e->lhs) < 3);
     return;
   case FE_EXPR_BINARY: {
     int prec = precedence(e);

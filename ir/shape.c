@@ -101,8 +101,39 @@ static const ir_attr *attr_of_kind(const ir_node *node, const char *name, ir_att
 
 /* ---- elementwise ---- */
 
+/* attention: the inputs expand reads for its bias and gate attributes,
+ * and the head counts it divides by (the text form can hold anything). */
+static bool attention_attrs(const ir_node *node, char *err, size_t errlen) {
+  int64_t heads = ir_get_int(node, "heads", 1), kv_heads = ir_get_int(node, "kv_heads", 1);
+  int64_t head_dim = ir_get_int(node, "head_dim", 1);
+  bool bias = ir_get_bool(node, "bias", true);
+  bool gated = strcmp(ir_get_str(node, "gate", "none"), "sigmoid") == 0;
+  int want = 1 + (gated ? 5 : 4) * (bias ? 2 : 1);
+  if (node->num_inputs != want)
+    return fail(err, errlen, "attention: %d inputs, but bias=%s and gate=%s take %d",
+                node->num_inputs, bias ? "true" : "false", gated ? "sigmoid" : "none", want);
+  if (in_type(node, 0)->rank != 3)
+    return fail(err, errlen, "attention: input must be [B,T,D], got %s", fmt_type(in_type(node, 0)).s);
+  if (heads < 1 || kv_heads < 1 || head_dim < 1 || heads % kv_heads != 0 ||
+      (ir_get_bool(node, "rope", false) && head_dim % 2 != 0))
+    return fail(err, errlen,
+                "attention: heads=%lld, kv_heads=%lld, head_dim=%lld: each must be positive, "
+                "kv_heads must divide heads, and rope needs an even head_dim",
+                (long long)heads, (long long)kv_heads, (long long)head_dim);
+  return true;
+}
+
 bool ir_shape_unary(ir_node *node, char *err, size_t errlen) {
   const ir_type *x = in_type(node, 0);
+  /* A layer op's parameters (f32) and its input share a dtype, as in
+   * PyTorch; expand would otherwise build mixed-dtype primitives. */
+  if (node->op == IR_OP_attention && !attention_attrs(node, err, errlen)) return false;
+  for (int i = 1; (ir_op_get(node->op)->flags & IR_OPF_LAYER) && i < node->num_inputs; i++) {
+    const ir_type *w = in_type(node, i);
+    if (ir_dtype_is_float(w->dtype) && w->dtype != x->dtype)
+      return fail(err, errlen, "%s: input and parameters have different dtypes: %s and %s",
+                  op_name(node), fmt_type(x).s, fmt_type(w).s);
+  }
   if (node->op == IR_OP_softmax || node->op == IR_OP_log_softmax) {
     int64_t axis = ir_get_int(node, "axis", -1);
     int a;

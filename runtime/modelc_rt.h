@@ -504,6 +504,16 @@ int modelc_rt_flash_attention_grad(modelc_rt_real *dq, modelc_rt_real *dk, model
 void modelc_rt_permute(modelc_rt_real *y, const modelc_rt_real *x, int rank, const int64_t *dims,
                        const int64_t *perm);
 
+/* ---- --check-numerics (rt_numerics.c) ----
+ * While the checks are on (off by default), generated code checks the
+ * output of every kernel: the first NaN or infinity fails the step with
+ * "--check-numerics: nan at element I of VALUE, computed by OP at
+ * SPEC:LINE:COL (forward|backward)" in the model's error. */
+void modelc_rt_set_check_numerics(int on);
+int modelc_rt_check_numerics_on(void);
+int modelc_rt_check_finite(const modelc_rt_real *x, int64_t count, const char *value, const char *op,
+                           const char *where, const char *phase, char *err, size_t errlen);
+
 /* ---- timing ---- */
 double modelc_rt_seconds(void); /* monotonic */
 

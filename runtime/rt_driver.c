@@ -204,6 +204,27 @@ static int drv_read_i64(const modelc_rt_st_file *f, const char *name, int64_t *v
   return 0;
 }
 
+/* A NaN or infinity that --check-numerics found: the data, the weights
+ * or the learning rate made it, so exit 1 as for a non-finite loss. */
+static int drv_numerics_failure(const char *message) {
+  return strncmp(message, "--check-numerics:", 17) == 0 ? DRV_INPUT : DRV_INTERNAL;
+}
+
+/* The exit code for a model that failed in forward or backward: its
+ * inputs checks (ids outside an embedding table, as the generated code
+ * words it) are errors in the data, 1; anything else is internal, 2. */
+static int drv_model_failure_code(const char *message) {
+  return strstr(message, "outside the embedding table") ? DRV_INPUT : drv_numerics_failure(message);
+}
+
+/* "PATH: " before a message about ids, naming the file they came from;
+ * "" before any other. */
+static const char *drv_blame(const char *message, const char *path, char *buf, size_t n) {
+  if (!strstr(message, "outside the embedding table")) return "";
+  snprintf(buf, n, "%s: ", path);
+  return buf;
+}
+
 /* ---- arguments ---- */
 
 typedef enum { DRV_FLAG, DRV_TEXT, DRV_POSITIVE, DRV_COUNT } drv_option_kind;
@@ -320,7 +341,9 @@ static void drv_run_help(const modelc_rt_model *m) {
          "  --weights W   the parameters, as train writes them to DIR/model.safetensors\n"
          "  --input IN    the batch\n"
          "  --output OUT  written atomically; nothing is written on failure\n"
-         "  --grads       run forward and backward in training mode, write gradients\n\n",
+         "  --grads       run forward and backward in training mode, write gradients\n"
+         "  --check-numerics  stop at the first NaN or infinity a kernel computes,\n"
+         "                naming the op and its place in the spec\n\n",
          m->name);
   drv_print_tensors(stdout, "inputs", m->num_inputs, m->inputs);
   drv_print_tensors(stdout, "outputs", m->num_outputs, m->outputs);
@@ -349,7 +372,10 @@ static void drv_train_help(const modelc_rt_model *m) {
          "  --checkpoint-every K  checkpoint every K steps (default 0: at the end only)\n"
          "  --log-every K         progress line every K steps when stderr is not a\n"
          "                        terminal (default: N/10, at most 50)\n"
-         "  --quiet               no progress lines\n\n"
+         "  --quiet               no progress lines\n"
+         "  --check-numerics      stop at the first NaN or infinity a kernel computes\n"
+         "                        in forward or backward: the op, the spec's\n"
+         "                        file:line:col and the step\n\n"
          "Ctrl-C finishes the current step, writes a checkpoint and exits with 130.\n",
          m->name);
   drv_print_tensors(stdout, "inputs", m->num_inputs, m->inputs);
@@ -441,7 +467,7 @@ static int drv_read_as(const modelc_rt_st_file *f, const modelc_rt_st_tensor *t,
 
 typedef struct drv_run_options {
   const char *weights, *input, *output;
-  int grads;
+  int grads, check_numerics;
 } drv_run_options;
 
 /* Every tensor of IN must be an input of the model. */
@@ -556,8 +582,10 @@ static int drv_run_model(const char *prog, const modelc_rt_model *m, void *model
   const void *const *inputs = (const void *const *)batch;
   int failed = o->grads ? m->backward(model, inputs, outputs, &loss)
                         : m->forward(model, inputs, outputs, with_loss, &loss);
+  char blame[DRV_ERRLEN];
   if (failed)
-    rc = drv_fail(prog, DRV_INTERNAL, "%s", m->error(model));
+    rc = drv_fail(prog, drv_model_failure_code(m->error(model)), "%s%s",
+                  drv_blame(m->error(model), o->input, blame, sizeof blame), m->error(model));
   else
     rc = drv_write_run_output(prog, m, model, o, outputs, with_loss, &loss);
   free(outputs);
@@ -573,6 +601,7 @@ static int drv_run(const modelc_rt_model *m, int argc, char **argv) {
       {"--input", DRV_TEXT, &o.input},
       {"--output", DRV_TEXT, &o.output},
       {"--grads", DRV_FLAG, &o.grads},
+      {"--check-numerics", DRV_FLAG, &o.check_numerics},
   };
   int rc = drv_parse_args(prog, argc, argv, opts, (int)(sizeof opts / sizeof opts[0]));
   if (rc == DRV_HELP) return drv_run_help(m), DRV_OK;
@@ -580,6 +609,7 @@ static int drv_run(const modelc_rt_model *m, int argc, char **argv) {
   if (rc == DRV_OK) rc = drv_require(prog, o.input, "--input");
   if (rc == DRV_OK) rc = drv_require(prog, o.output, "--output");
   if (rc != DRV_OK) return rc;
+  modelc_rt_set_check_numerics(o.check_numerics);
   drv_layout layout;
   if (drv_layout_init(&layout, m) != 0) return drv_fail(prog, DRV_INTERNAL, "out of memory");
   void **batch = drv_alloc_batch(m, &layout);
@@ -735,7 +765,7 @@ static int drv_dataset_seek(drv_dataset *d, int64_t cursor, char *err, size_t er
 typedef struct drv_train_options {
   const char *data, *val, *init, *out, *resume;
   int64_t steps, eval_every, eval_batches, checkpoint_every, log_every; /* -1: default */
-  int quiet;
+  int quiet, check_numerics;
 } drv_train_options;
 
 typedef struct drv_trainer {
@@ -835,6 +865,19 @@ static int drv_write_state(drv_trainer *t, const char *path, int64_t step, uint6
   return rc;
 }
 
+/* A test hook (tests/run_checkpoint.sh): MODELC_TEST_CRASH_CHECKPOINT=P
+ * or P@S kills the process with SIGKILL at point P of a checkpoint's
+ * commit (at step S only, when given): 1 once the pending model is
+ * written, 2 once the pending state is, 3 between the two renames, 4
+ * after them. */
+static void drv_test_crash(int point, int64_t step) {
+  const char *hook = getenv("MODELC_TEST_CRASH_CHECKPOINT");
+  long p = 0;
+  long long s = -1;
+  if (!hook || sscanf(hook, "%ld@%lld", &p, &s) < 1) return;
+  if (p == point && (s < 0 || s == step)) raise(SIGKILL);
+}
+
 /* A checkpoint of the model after `step` steps, committed as described
  * at the top of the file. */
 static int drv_checkpoint(drv_trainer *t, int64_t step, char *err, size_t errlen) {
@@ -849,13 +892,17 @@ static int drv_checkpoint(drv_trainer *t, int64_t step, char *err, size_t errlen
     snprintf(err, errlen, "out of memory");
   } else if (t->m->save(t->model, pending_model) != 0) {
     snprintf(err, errlen, "%s", t->m->error(t->model));
-  } else if (drv_hash_file(pending_model, &hash, err, errlen) == 0 &&
+  } else if (drv_test_crash(1, step), drv_hash_file(pending_model, &hash, err, errlen) == 0 &&
              drv_write_state(t, pending_state, step, hash, err, errlen) == 0) {
-    if (rename(pending_model, model_path) != 0 || rename(pending_state, state_path) != 0)
+    drv_test_crash(2, step);
+    int renamed = rename(pending_model, model_path) == 0;
+    if (renamed) drv_test_crash(3, step);
+    if (!renamed || rename(pending_state, state_path) != 0)
       snprintf(err, errlen, "cannot rename a checkpoint file in %s: %s", t->out_dir,
                strerror(errno));
     else
       rc = 0;
+    if (rc == 0) drv_test_crash(4, step);
     drv_fsync_dir(t->out_dir);
   }
   if (rc != 0 && pending_model) unlink(pending_model);
@@ -1110,8 +1157,11 @@ static int drv_evaluate(drv_trainer *t, double *val_loss, double *accuracy) {
       if (v->samples - b * real < real) real = v->samples - b * real;
     }
     modelc_rt_real loss;
-    if (drv_eval_batch(t, &loss, err, sizeof err) != 0)
-      return drv_fail(t->prog, DRV_INTERNAL, "%s", err);
+    if (drv_eval_batch(t, &loss, err, sizeof err) != 0) {
+      char blame[DRV_ERRLEN];
+      return drv_fail(t->prog, drv_model_failure_code(err), "%s%s",
+                      drv_blame(err, v->path, blame, sizeof blame), err);
+    }
     loss_sum += (double)loss * (double)real;
     weight += (double)real;
     if (t->layout.classifier)
@@ -1157,7 +1207,8 @@ static int drv_step(drv_trainer *t, int64_t step) {
     if (drv_dataset_next(&t->data, t->m, &t->layout, t->batch, err, sizeof err) != 0)
       return drv_fail(t->prog, DRV_INPUT, "%s", err);
     if (t->m->backward(t->model, inputs, t->outputs, &loss) != 0)
-      return drv_fail(t->prog, DRV_INTERNAL, "step %lld: %s", (long long)step,
+      return drv_fail(t->prog, drv_model_failure_code(t->m->error(t->model)), "step %lld: %s%s",
+                      (long long)step, drv_blame(t->m->error(t->model), t->data.path, err, sizeof err),
                       t->m->error(t->model));
     loss_sum += loss;
   }
@@ -1331,6 +1382,7 @@ static int drv_train(const modelc_rt_model *m, int argc, char **argv) {
       {"--checkpoint-every", DRV_COUNT, &t.o.checkpoint_every},
       {"--log-every", DRV_POSITIVE, &t.o.log_every},
       {"--quiet", DRV_FLAG, &t.o.quiet},
+      {"--check-numerics", DRV_FLAG, &t.o.check_numerics},
   };
   int rc = drv_parse_args(prog, argc, argv, opts, (int)(sizeof opts / sizeof opts[0]));
   if (rc == DRV_HELP) return drv_train_help(m), DRV_OK;
@@ -1341,6 +1393,7 @@ static int drv_train(const modelc_rt_model *m, int argc, char **argv) {
     rc = drv_fail(prog, DRV_INPUT, "the model has no train: section, so it cannot be trained");
   if (rc != DRV_OK) return rc;
   if (drv_layout_init(&t.layout, m) != 0) return drv_fail(prog, DRV_INTERNAL, "out of memory");
+  modelc_rt_set_check_numerics(t.o.check_numerics);
   t.has_val = t.o.val != NULL;
   t.out_dir = t.o.out ? t.o.out : t.o.resume ? t.o.resume : "out";
   t.tty = isatty(fileno(stderr));
@@ -1352,6 +1405,9 @@ static int drv_train(const modelc_rt_model *m, int argc, char **argv) {
 /* ---- entry point ---- */
 
 int modelc_rt_main(int argc, char **argv, const modelc_rt_model *model) {
+  /* A file-size limit (ulimit -f) makes writes fail with EFBIG, reported
+   * as any full disk is, instead of killing the process mid-checkpoint. */
+  signal(SIGXFSZ, SIG_IGN);
   if (argc < 2) {
     drv_usage(stderr, model);
     return DRV_INPUT;

@@ -1,5 +1,6 @@
 /* rt_model.c: loading a generated model's tensors from safetensors with
  * the checks PyTorch users expect from load_state_dict(strict=True). */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -37,8 +38,19 @@ int modelc_rt_load_tensor(const modelc_rt_st_file *f, const modelc_rt_tensor_des
   }
   int64_t count = 1;
   for (int i = 0; i < want->rank; i++) count *= want->shape[i];
-  if (want->dtype != MODELC_RT_I64)
-    return modelc_rt_st_read_real(f, t, 0, count, dst, err, errlen);
+  if (want->dtype != MODELC_RT_I64) {
+    if (modelc_rt_st_read_real(f, t, 0, count, dst, err, errlen) != 0) return -1;
+    /* NaN or infinite weights are an error (docs/reliability.md): they
+     * would only turn every output into NaN, far from the cause. */
+    const modelc_rt_real *v = dst;
+    for (int64_t i = 0; i < count; i++)
+      if (!isfinite(v[i])) {
+        snprintf(err, errlen, "%s: tensor '%s': element %lld is %s; weights must be finite",
+                 f->path, want->name, (long long)i, isnan(v[i]) ? "nan" : v[i] > 0 ? "inf" : "-inf");
+        return -1;
+      }
+    return 0;
+  }
   /* Integer state (num_batches_tracked): read through i32, kept as i64. */
   int32_t small[64];
   if (count > 64) {

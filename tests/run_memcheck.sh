@@ -2,8 +2,9 @@
 # run_memcheck.sh: modelc under valgrind on every spec, good and bad.
 #
 # Each malformed spec in tests/diag and each spec in specs/ goes through
-# `modelc check` (and `ir` for the good ones) under valgrind's memcheck;
-# any invalid access, use of uninitialised memory or leak fails the case.
+# `modelc check` (and `ir` and `build -t c` for the good ones) under
+# valgrind's memcheck; any invalid access, use of uninitialised memory or
+# leak fails the case.
 # The front end must never crash, whatever the input.
 #
 #   MODELC=build/modelc bash tests/run_memcheck.sh
@@ -19,7 +20,8 @@ fi
 passed=0
 failed=0
 log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+out="$(mktemp -d)"
+trap 'rm -rf "$log" "$out"' EXIT
 
 # memcheck NAME ARGS...: modelc ARGS under valgrind; its own exit code may
 # be 0 or 1 (input errors) but never valgrind's 99 or a signal.
@@ -50,6 +52,7 @@ for spec in "$SRC"/specs/*.yaml; do
   memcheck "$name --params" check --params "$spec"
   memcheck "$name ir" ir "$spec" --mode=infer
   grep -q '^train:' "$spec" && memcheck "$name ir train" ir "$spec" --mode=train
+  memcheck "$name build" build "$spec" -t c -o "$out/$(basename "$spec" .yaml)"
 done
 for ir in "$SRC"/tests/ir/*.ir; do
   memcheck "ir/$(basename "$ir")" ir "$ir" --passes=expand,dce
