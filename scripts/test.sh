@@ -49,7 +49,7 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}" UBSAN_OPTIONS="${UBSAN_OPT
 (cd "$asan" && CC="$root/tests/tools/cc-sanitize" MODELC_CACHE="$asan/cache" \
   ctest --output-on-failure -j2 --timeout 1500 \
   -E 'memcheck/specs|codegen/build|real_data/(charlm|fmnist|resume|sample)|parity/(pytorch|bf16|unfused|recompute)|llvm/parity|gradcheck/generated|cuda/')
-CC="$root/tests/tools/cc-sanitize" MODELC_CACHE="$asan/cache" MODELC="$asan/modelc" \
+CC="$root/tests/tools/cc-sanitize" MODELC_CACHE="$asan/cache" MODELC="$asan/modelc" VIA=cc \
   ST_COMPARE="$asan/tests/st_compare" SRC="$root" \
   bash "$root/tests/run_parity.sh" linear embedding attn_gqa_rope conv2d_sdg batchnorm2d cross_entropy_2d
 
