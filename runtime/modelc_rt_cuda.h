@@ -25,6 +25,9 @@ typedef uint64_t modelc_rt_cuda_ptr; /* a device address (CUdeviceptr) */
 
 /* ---- NVRTC ---- */
 
+/* NVRTC is libnvrtc.so (or .so.13, .so.12, .so.11.x) on the loader's
+ * path, or the file named by $MODELC_NVRTC. */
+
 /* The NVRTC version found (major * 1000 + minor * 10, like CUDA's). */
 int modelc_rt_cuda_nvrtc_version(int *version, char *err, size_t errlen);
 /* Compiles CUDA C for arch ("sm_80"): *image (malloc'd, a cubin) and

@@ -204,7 +204,8 @@ static int nvrtc_get(nvrtc_api **out, char *err, size_t errlen) {
     static const char *const names[] = {"libnvrtc.so",      "libnvrtc.so.13",    "libnvrtc.so.12",
                                         "libnvrtc.so.11.2", "libnvrtc.so.11.1", "libnvrtc.so.11.0"};
     nvrtc_api *a = &api;
-    a->lib = cuda_open_first(names, 6);
+    const char *own = getenv("MODELC_NVRTC"); /* a given libnvrtc.so, and only it */
+    a->lib = own && *own ? dlopen(own, RTLD_NOW | RTLD_LOCAL) : cuda_open_first(names, 6);
     state = a->lib && CUDA_SYM(a->lib, a->version, "nvrtcVersion") &&
                     CUDA_SYM(a->lib, a->create, "nvrtcCreateProgram") &&
                     CUDA_SYM(a->lib, a->compile, "nvrtcCompileProgram") &&
