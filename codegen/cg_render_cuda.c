@@ -160,7 +160,7 @@ static void render_elementwise(cg_emitter *e, const cg_program *p, const cg_kern
     cg_emitf(e, "int64_t r = i;\n");
     for (int d = k->loop_rank - 1; d > last; d--) {
       if (used[d]) cg_emitf(e, "int64_t i%d = r %% %lldLL;\n", d, (long long)k->loop_dims[d]);
-      cg_emitf(e, "r /= %lldLL;\n", (long long)k->loop_dims[d]);
+      if (k->loop_dims[d] != 1) cg_emitf(e, "r /= %lldLL;\n", (long long)k->loop_dims[d]);
     }
     cg_emitf(e, "int64_t i%d = r%s;\n", last, last > 0 ? ir_arena_printf(a, " %% %lldLL", (long long)k->loop_dims[last]) : "");
   }

@@ -610,6 +610,7 @@ __device__ __noinline__ void mc_gemm_bf16(int ta, int tb, int64_t m, int64_t n, 
       bs[kb][nn] = cc < n && kc < k ? mc_at(b, ldb, tb, kc, cc) : 0.0f;
     }
     __syncthreads();
+#if __CUDA_ARCH__ >= 800
     uint32_t af[2][4], bf[4][2];
     for (int i = 0; i < 2; i++) {
       int r = wm + i * 16 + group;
@@ -631,6 +632,15 @@ __device__ __noinline__ void mc_gemm_bf16(int ta, int tb, int64_t m, int64_t n, 
             : "+f"(acc[i][j][0]), "+f"(acc[i][j][1]), "+f"(acc[i][j][2]), "+f"(acc[i][j][3])
             : "r"(af[i][0]), "r"(af[i][1]), "r"(af[i][2]), "r"(af[i][3]), "r"(bf[j][0]),
               "r"(bf[j][1]));
+#else /* no bf16 MMA before sm_80: the same products on the FMA units */
+    for (int i = 0; i < 2; i++)
+      for (int j = 0; j < 4; j++)
+        for (int q = 0; q < 4; q++) {
+          int r = wm + i * 16 + group + (q >= 2 ? 8 : 0), col = wn + j * 8 + quad * 2 + (q & 1);
+          for (int kk = 0; kk < 16; kk++)
+            acc[i][j][q] = fmaf(mc_round_bf16(as[r][kk]), mc_round_bf16(bs[kk][col]), acc[i][j][q]);
+        }
+#endif
     __syncthreads();
   }
   for (int i = 0; i < 2; i++)

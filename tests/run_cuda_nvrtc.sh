@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# run_cuda_nvrtc.sh: the CUDA backend without a GPU. For every spec and
-# for sm_80 and sm_90, `modelc build -t cuda --aot --arch ARCH` compiles
+# run_cuda_nvrtc.sh: the CUDA backend without a GPU. For every spec (and
+# its bf16 variant) and for sm_80 and sm_90, `modelc build -t cuda --aot --arch ARCH` compiles
 # every kernel through NVRTC (one translation unit per spec and arch) and
 # must report no warnings; the host code of the output compiles with gcc
 # and clang under -std=c11 -Wall -Wextra -Werror; one model is linked and,
@@ -27,8 +27,23 @@ pass() { passed=$((passed + 1)); echo "PASS $1"; }
 
 archs=(${MODELC_CUDA_ARCHS:-sm_80 sm_90})
 flags=(-std=c11 -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L -DMODELC_NO_BLAS -O0)
-# The NVRTC builds, two at a time (NVRTC is single-threaded).
+# Every spec, and a bf16 variant of each that trains (precision: bf16: the
+# tensor-core GEMM and the bf16 convolutions).
+specs=()
 for spec in "$SRC"/specs/*.yaml; do
+  specs+=("$spec")
+  grep -q "^train:" "$spec" || continue
+  name="$(basename "$spec" .yaml)"
+  if grep -q "^  precision:" "$spec"; then
+    sed 's/^  precision:.*/  precision: bf16/' "$spec" >"$tmp/${name}_bf16.yaml"
+  else
+    sed 's/^train:$/train:\n  precision: bf16/' "$spec" >"$tmp/${name}_bf16.yaml"
+  fi
+  specs+=("$tmp/${name}_bf16.yaml")
+done
+
+# The NVRTC builds, two at a time (NVRTC is single-threaded).
+for spec in "${specs[@]}"; do
   name="$(basename "$spec" .yaml)"
   for arch in "${archs[@]}"; do
     "$MODELC" build "$spec" -t cuda --aot --arch "$arch" -o "$tmp/$name-$arch" >"$tmp/$name-$arch.log" 2>&1 &
@@ -37,7 +52,7 @@ for spec in "$SRC"/specs/*.yaml; do
 done
 wait
 first=1
-for spec in "$SRC"/specs/*.yaml; do
+for spec in "${specs[@]}"; do
   name="$(basename "$spec" .yaml)"
   for arch in "${archs[@]}"; do
     out="$tmp/$name-$arch"
@@ -48,7 +63,7 @@ for spec in "$SRC"/specs/*.yaml; do
       exit 77
     fi
     summary="$(grep "kernels compiled by NVRTC" "$tmp/log")"
-    if [ ! -s "$out/${name}_kernels.c" ] || ! grep -q ": no warnings$" "$tmp/log"; then
+    if ! ls "$out"/*_kernels.c >/dev/null 2>&1 || ! grep -q ": no warnings$" "$tmp/log"; then
       fail "$name $arch: NVRTC"
       continue
     fi
@@ -57,8 +72,10 @@ for spec in "$SRC"/specs/*.yaml; do
   # Host code: the first arch's output (its kernels file embeds the
   # cubin); the runtime, the same text for every model, once.
   out="$tmp/$name-${archs[0]}"
-  [ -s "$out/${name}_kernels.c" ] || continue
-  files=("$name.c" "${name}_kernels.c" "${name}_main.c")
+  case "$name" in *_bf16) continue ;; esac # the same host code as its f32 spec
+  ls "$out"/*_kernels.c >/dev/null 2>&1 || continue
+  model="$(basename "$(ls "$out"/*_kernels.c)" _kernels.c)" # the spec's model: name
+  files=("$model.c" "${model}_kernels.c" "${model}_main.c")
   [ "$first" = 1 ] && files+=(modelc_rt.c modelc_rt_cuda.c)
   first=0
   ok=1
