@@ -581,12 +581,14 @@ __device__ __noinline__ void mc_gemm_f32(int ta, int tb, int64_t m, int64_t n, i
     }
 }
 
+#if __CUDA_ARCH__ >= 800
 /* Two floats to a bf16x2 register (round to nearest even): lo in the low half. */
 __device__ __forceinline__ uint32_t mc_pack_bf16(float lo, float hi) {
   uint32_t r;
   asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
   return r;
 }
+#endif
 
 /* bf16 tensor cores (mma.sync m16n8k16, f32 accumulate): 64x64 tiles,
  * 128 threads = 4 warps of 32x32, K in steps of 16. Operands are
@@ -718,4 +720,194 @@ extern "C" __global__ void __launch_bounds__(MC_BLOCK)
     param[i] = fmaf(d, -lr, param[i]);
     grad[i] = 0.0f;
   }
+}
+
+/* ---- attention: flash-style forward and backward ----
+ * Not yet called by generated code: the kernel IR has no fused attention
+ * kernel until the fusion release, so attention runs as its primitives.
+ * These are here, and compiled in every module, so that the fused op
+ * has its kernels ready and the NVRTC test checks them.
+ *
+ * q, o, do, dq [B, H, T, D]; k, v, dk, dv [B, HKV, T, D] with H a
+ * multiple of HKV (grouped-query attention: head h reads kv head
+ * h / (H / HKV)); lse, delta [B, H, T]. Scores are scale * q.k, masked
+ * by the rule of mc_attention_mask (causal, window, global tokens); a row
+ * with no allowed key gives zeros. The softmax is online (running max
+ * and sum), so no [T, T] matrix is stored: the forward keeps lse per row
+ * and the backward recomputes the probabilities from it.
+ *
+ * A warp per query (or key) row, lanes splitting D (D <= 128, four
+ * values a lane), K/V (or Q/dO) tiles of 32 rows in shared memory. f32
+ * throughout: the tensor-core version is future work. */
+
+#define MC_ATTN_TILE 32
+#define MC_ATTN_ROWS 4 /* warps, hence rows, a block */
+
+__device__ __forceinline__ int mc_attn_allowed(int64_t i, int64_t j, int causal, int64_t window,
+                                               int64_t global) {
+  int64_t dist = i > j ? i - j : j - i;
+  return (!causal || j <= i) && (window == 0 || dist < window || i < global || j < global);
+}
+
+__device__ __forceinline__ float mc_warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+/* grid (ceil(T / 4), H, B), block 128. */
+extern "C" __global__ void __launch_bounds__(MC_ATTN_ROWS * 32)
+    modelc_flash_attention_forward(const float *q, const float *k, const float *v, float *o,
+                                   float *lse, int64_t heads, int64_t kv_heads, int64_t t, int64_t d,
+                                   float scale, int causal, int64_t window, int64_t global) {
+  __shared__ float ks[MC_ATTN_TILE][128], vs[MC_ATTN_TILE][128];
+  int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  int64_t b = blockIdx.z, h = blockIdx.y, hk = h / (heads / kv_heads);
+  int64_t i = (int64_t)blockIdx.x * MC_ATTN_ROWS + warp;
+  const float *qi = q + ((b * heads + h) * t + (i < t ? i : 0)) * d;
+  const float *kb = k + (b * kv_heads + hk) * t * d, *vb = v + (b * kv_heads + hk) * t * d;
+  float qr[4], acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, mx = -INFINITY, sum = 0.0f;
+  for (int c = 0; c < 4; c++) qr[c] = lane + 32 * c < d ? qi[lane + 32 * c] : 0.0f;
+  /* the last key any row of this block may see */
+  int64_t last_row = (int64_t)blockIdx.x * MC_ATTN_ROWS + MC_ATTN_ROWS - 1;
+  int64_t keys = causal && global == 0 ? (last_row + 1 < t ? last_row + 1 : t) : t;
+  for (int64_t j0 = 0; j0 < keys; j0 += MC_ATTN_TILE) {
+    __syncthreads();
+    for (int e = threadIdx.x; e < MC_ATTN_TILE * 128; e += blockDim.x) {
+      int r = e / 128, c = e % 128;
+      int64_t j = j0 + r;
+      ks[r][c] = j < t && c < d ? kb[j * d + c] : 0.0f;
+      vs[r][c] = j < t && c < d ? vb[j * d + c] : 0.0f;
+    }
+    __syncthreads();
+    if (i >= t) continue;
+    for (int r = 0; r < MC_ATTN_TILE && j0 + r < t; r++) {
+      if (!mc_attn_allowed(i, j0 + r, causal, window, global)) continue;
+      float s = 0.0f;
+      for (int c = 0; c < 4; c++) s += qr[c] * ks[r][lane + 32 * c];
+      s = mc_warp_sum(s) * scale;
+      float new_max = fmaxf(mx, s);
+      float keep = expf(mx - new_max), p = expf(s - new_max);
+      sum = sum * keep + p;
+      for (int c = 0; c < 4; c++) acc[c] = acc[c] * keep + p * vs[r][lane + 32 * c];
+      mx = new_max;
+    }
+  }
+  if (i >= t) return;
+  float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+  float *oi = o + ((b * heads + h) * t + i) * d;
+  for (int c = 0; c < 4; c++)
+    if (lane + 32 * c < d) oi[lane + 32 * c] = acc[c] * inv;
+  if (lane == 0) lse[(b * heads + h) * t + i] = sum > 0.0f ? mx + logf(sum) : -INFINITY;
+}
+
+/* dq and delta = rowsum(do * o): grid (ceil(T / 4), H, B), block 128. */
+extern "C" __global__ void __launch_bounds__(MC_ATTN_ROWS * 32)
+    modelc_flash_attention_backward_dq(const float *q, const float *k, const float *v,
+                                       const float *o, const float *dout, const float *lse,
+                                       float *delta, float *dq, int64_t heads, int64_t kv_heads,
+                                       int64_t t, int64_t d, float scale, int causal,
+                                       int64_t window, int64_t global) {
+  __shared__ float ks[MC_ATTN_TILE][128], vs[MC_ATTN_TILE][128];
+  int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  int64_t b = blockIdx.z, h = blockIdx.y, hk = h / (heads / kv_heads);
+  int64_t i = (int64_t)blockIdx.x * MC_ATTN_ROWS + warp, row = (b * heads + h) * t + (i < t ? i : 0);
+  const float *kb = k + (b * kv_heads + hk) * t * d, *vb = v + (b * kv_heads + hk) * t * d;
+  float qr[4], dor[4], acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, dd = 0.0f;
+  for (int c = 0; c < 4; c++) {
+    int64_t at = row * d + lane + 32 * c;
+    qr[c] = lane + 32 * c < d ? q[at] : 0.0f;
+    dor[c] = lane + 32 * c < d ? dout[at] : 0.0f;
+    dd += lane + 32 * c < d ? dor[c] * o[at] : 0.0f;
+  }
+  dd = mc_warp_sum(dd);
+  float l = lse[row];
+  for (int64_t j0 = 0; j0 < t; j0 += MC_ATTN_TILE) {
+    __syncthreads();
+    for (int e = threadIdx.x; e < MC_ATTN_TILE * 128; e += blockDim.x) {
+      int r = e / 128, c = e % 128;
+      int64_t j = j0 + r;
+      ks[r][c] = j < t && c < d ? kb[j * d + c] : 0.0f;
+      vs[r][c] = j < t && c < d ? vb[j * d + c] : 0.0f;
+    }
+    __syncthreads();
+    if (i >= t || l == -INFINITY) continue;
+    for (int r = 0; r < MC_ATTN_TILE && j0 + r < t; r++) {
+      if (!mc_attn_allowed(i, j0 + r, causal, window, global)) continue;
+      float s = 0.0f, dp = 0.0f;
+      for (int c = 0; c < 4; c++) {
+        s += qr[c] * ks[r][lane + 32 * c];
+        dp += dor[c] * vs[r][lane + 32 * c];
+      }
+      s = mc_warp_sum(s) * scale;
+      dp = mc_warp_sum(dp);
+      float ds = expf(s - l) * (dp - dd); /* dS = P (dP - delta) */
+      for (int c = 0; c < 4; c++) acc[c] += ds * ks[r][lane + 32 * c];
+    }
+  }
+  if (i >= t) return;
+  for (int c = 0; c < 4; c++)
+    if (lane + 32 * c < d) dq[row * d + lane + 32 * c] = acc[c] * scale;
+  if (lane == 0) delta[row] = dd;
+}
+
+/* dk, dv: a warp per key row of a kv head, summing over the query rows of
+ * every head of its group (no atomics). Needs delta from the dq kernel.
+ * grid (ceil(T / 4), HKV, B), block 128. */
+extern "C" __global__ void __launch_bounds__(MC_ATTN_ROWS * 32)
+    modelc_flash_attention_backward_dkv(const float *q, const float *k, const float *v,
+                                        const float *dout, const float *lse, const float *delta,
+                                        float *dk, float *dv, int64_t heads, int64_t kv_heads,
+                                        int64_t t, int64_t d, float scale, int causal,
+                                        int64_t window, int64_t global) {
+  __shared__ float qs[MC_ATTN_TILE][128], dos[MC_ATTN_TILE][128], ls[MC_ATTN_TILE],
+      ds_[MC_ATTN_TILE];
+  int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  int64_t b = blockIdx.z, hk = blockIdx.y, group = heads / kv_heads;
+  int64_t j = (int64_t)blockIdx.x * MC_ATTN_ROWS + warp;
+  int64_t krow = (b * kv_heads + hk) * t + (j < t ? j : 0);
+  float kr[4], vr[4], dka[4] = {0.0f, 0.0f, 0.0f, 0.0f}, dva[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  for (int c = 0; c < 4; c++) {
+    kr[c] = lane + 32 * c < d ? k[krow * d + lane + 32 * c] : 0.0f;
+    vr[c] = lane + 32 * c < d ? v[krow * d + lane + 32 * c] : 0.0f;
+  }
+  for (int64_t h = hk * group; h < (hk + 1) * group; h++) {
+    const float *qb = q + (b * heads + h) * t * d, *db = dout + (b * heads + h) * t * d;
+    for (int64_t i0 = 0; i0 < t; i0 += MC_ATTN_TILE) {
+      __syncthreads();
+      for (int e = threadIdx.x; e < MC_ATTN_TILE * 128; e += blockDim.x) {
+        int r = e / 128, c = e % 128;
+        int64_t i = i0 + r;
+        qs[r][c] = i < t && c < d ? qb[i * d + c] : 0.0f;
+        dos[r][c] = i < t && c < d ? db[i * d + c] : 0.0f;
+      }
+      if (threadIdx.x < MC_ATTN_TILE) {
+        int64_t i = i0 + threadIdx.x, row = (b * heads + h) * t + i;
+        ls[threadIdx.x] = i < t ? lse[row] : -INFINITY;
+        ds_[threadIdx.x] = i < t ? delta[row] : 0.0f;
+      }
+      __syncthreads();
+      if (j >= t) continue;
+      for (int r = 0; r < MC_ATTN_TILE && i0 + r < t; r++) {
+        if (ls[r] == -INFINITY || !mc_attn_allowed(i0 + r, j, causal, window, global)) continue;
+        float s = 0.0f, dp = 0.0f;
+        for (int c = 0; c < 4; c++) {
+          s += qs[r][lane + 32 * c] * kr[c];
+          dp += dos[r][lane + 32 * c] * vr[c];
+        }
+        s = mc_warp_sum(s) * scale;
+        dp = mc_warp_sum(dp);
+        float p = expf(s - ls[r]), ds = p * (dp - ds_[r]);
+        for (int c = 0; c < 4; c++) {
+          dva[c] += p * dos[r][lane + 32 * c];
+          dka[c] += ds * qs[r][lane + 32 * c];
+        }
+      }
+    }
+  }
+  if (j >= t) return;
+  for (int c = 0; c < 4; c++)
+    if (lane + 32 * c < d) {
+      dk[krow * d + lane + 32 * c] = dka[c] * scale;
+      dv[krow * d + lane + 32 * c] = dva[c];
+    }
 }
