@@ -39,7 +39,8 @@ int modelc_rt_cuda_nvrtc_compile(const char *source, const char *name, const cha
 
 /* ---- the device ---- */
 
-/* Loads the driver, takes device 0 (or $MODELC_CUDA_DEVICE) and its
+/* Loads the driver (libcuda.so.1, or the library $MODELC_CUDA_DRIVER
+ * names), takes device 0 (or $MODELC_CUDA_DEVICE) and its
  * primary context. Fails with "no GPU: ..." and the reason when the
  * driver or a device is missing. */
 int modelc_rt_cuda_open(modelc_rt_cuda **out, char *err, size_t errlen);

@@ -116,9 +116,11 @@ int modelc_rt_cuda_open(modelc_rt_cuda **out, char *err, size_t errlen) {
   *out = NULL;
   modelc_rt_cuda *c = calloc(1, sizeof *c);
   if (!c) return cuda_fail(err, errlen, "out of memory");
-  c->lib = cuda_open_first(names, 2);
+  const char *own = getenv("MODELC_CUDA_DRIVER"); /* another driver library (tests/cuda_emu) */
+  c->lib = own && *own ? dlopen(own, RTLD_NOW | RTLD_LOCAL) : cuda_open_first(names, 2);
   if (!c->lib) {
     free(c);
+    if (own && *own) return cuda_fail(err, errlen, "no GPU: cannot open MODELC_CUDA_DRIVER=%s", own);
     return cuda_fail(err, errlen, "no GPU: the NVIDIA driver (libcuda.so.1) is not installed");
   }
   if (!cuda_bind_driver(c)) {

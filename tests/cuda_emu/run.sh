@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# tests/cuda_emu/run.sh: the CUDA backend run on the CPU, against PyTorch.
+#
+#   bash tests/cuda_emu/run.sh [CASE...]    # names in tests/reference/cases
+#
+# For each case, `modelc build -t cuda` writes the kernels; they are
+# compiled with g++ together with a fake driver (driver.inc, with emu.h:
+# device memory is host memory, each block's threads are fibers) into a
+# library that stands for libcuda.so.1 ($MODELC_CUDA_DRIVER). Then
+# tests/run_parity.sh runs the case with TARGET=cuda: the generated host
+# code, launch tables, device arena, kernels and the optimizer step on
+# the "device" must match PyTorch's goldens as the C backend does (eval
+# and --grads rtol 1e-4, 3 training steps 1e-5). NVRTC still compiles the
+# kernels (its cubin is unused), so the NVRTC path is exercised too.
+#
+# What this cannot check: the tensor-core (mma.sync) path, which needs
+# sm_80 (the emulation takes the bf16 GEMM's FMA fallback), timing, and
+# anything that depends on threads really running at once.
+set -u
+
+# shellcheck source=tests/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+emu="$SRC/tests/cuda_emu"
+cases_dir="$SRC/tests/reference/cases"
+CXX="${CXX:-g++}"
+if ! command -v "$CXX" >/dev/null 2>&1; then
+  echo "SKIP: no C++ compiler ($CXX) for the CPU emulation"
+  exit 77
+fi
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+export MODELC_CACHE="${MODELC_CACHE:-$tmp/cache}"
+passed=0
+failed=0
+
+names=("$@")
+if [ "${#names[@]}" -eq 0 ]; then
+  for f in "$cases_dir"/*.yaml; do names+=("$(basename "$f" .yaml)"); done
+fi
+for name in "${names[@]}"; do
+  out="$tmp/$name"
+  lib="$tmp/$name.so"
+  if ! "$MODELC" build "$cases_dir/$name.yaml" -t cuda -o "$out" >"$tmp/log" 2>&1 ||
+    ! cat "$out"/*_kernels.cu "$emu/driver.inc" >"$tmp/$name.cc" ||
+    ! "$CXX" -std=c++20 -O1 -U_FORTIFY_SOURCE -fPIC -shared -include "$emu/emu.h" "$tmp/$name.cc" \
+      -o "$lib" -ldl >>"$tmp/log" 2>&1; then
+    failed=$((failed + 1))
+    echo "FAIL $name: the emulated device"
+    sed 's/^/  | /' "$tmp/log" | head -20
+    continue
+  fi
+  if MODELC_CUDA_DRIVER="$lib" TARGET=cuda bash "$SRC/tests/run_parity.sh" "$name" >"$tmp/log" 2>&1; then
+    passed=$((passed + 1))
+    echo "PASS $name: --target cuda (emulated) matches PyTorch"
+  else
+    failed=$((failed + 1))
+    echo "FAIL $name: --target cuda (emulated) against PyTorch"
+    sed 's/^/  | /' "$tmp/log" | head -30
+  fi
+done
+echo "cuda_emu: $passed passed, $failed failed"
+[ "$failed" = 0 ]
