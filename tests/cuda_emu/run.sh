@@ -27,8 +27,16 @@ if ! command -v "$CXX" >/dev/null 2>&1; then
   echo "SKIP: no C++ compiler ($CXX) for the CPU emulation"
   exit 77
 fi
+if [ -n "${MODELC_NVRTC_DIR:-}" ]; then
+  export LD_LIBRARY_PATH="$MODELC_NVRTC_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
+# The generated program compiles its kernels with NVRTC at first use.
+if "$MODELC" build "$cases_dir/linear.yaml" -t cuda --aot -o "$tmp/probe" 2>&1 | grep -q "NVRTC (libnvrtc.so) is not installed"; then
+  echo "SKIP: NVRTC is not installed; the generated CUDA program needs it to start"
+  exit 77
+fi
 export MODELC_CACHE="${MODELC_CACHE:-$tmp/cache}"
 passed=0
 failed=0
