@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/cuda_emu/run.sh: the CUDA backend run on the CPU, against PyTorch.
 #
-#   bash tests/cuda_emu/run.sh [CASE...]    # names in tests/reference/cases
+#   bash tests/cuda_emu/run.sh [CASE...]        # names in tests/reference/cases
+#   bash tests/cuda_emu/run.sh --bf16 CASE...   # precision: bf16, against -t c
 #
 # For each case, `modelc build -t cuda` writes the kernels; they are
 # compiled with g++ together with a fake driver (driver.inc, with emu.h:
@@ -13,6 +14,11 @@
 # and --grads rtol 1e-4, 3 training steps 1e-5). NVRTC still compiles the
 # kernels (its cubin is unused), so the NVRTC path is exercised too.
 #
+# With --bf16, a copy of each case trains with precision: bf16 and `run
+# --grads` on its golden weights and input must give the C backend's bf16
+# numbers (rtol 2e-2, atol 1e-4: both round the same operands, they sum
+# in another order).
+#
 # What this cannot check: the tensor-core (mma.sync) path, which needs
 # sm_80 (the emulation takes the bf16 GEMM's FMA fallback), timing, and
 # anything that depends on threads really running at once.
@@ -23,6 +29,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 emu="$SRC/tests/cuda_emu"
 cases_dir="$SRC/tests/reference/cases"
 CXX="${CXX:-g++}"
+ST_COMPARE="${ST_COMPARE:-$SRC/build/tests/st_compare}"
+case "$ST_COMPARE" in /*) ;; */*) ST_COMPARE="$PWD/$ST_COMPARE" ;; esac
 if ! command -v "$CXX" >/dev/null 2>&1; then
   echo "SKIP: no C++ compiler ($CXX) for the CPU emulation"
   exit 77
@@ -41,6 +49,11 @@ export MODELC_CACHE="${MODELC_CACHE:-$tmp/cache}"
 passed=0
 failed=0
 
+bf16=0
+if [ "${1:-}" = "--bf16" ]; then
+  bf16=1
+  shift
+fi
 names=("$@")
 if [ "${#names[@]}" -eq 0 ]; then
   for f in "$cases_dir"/*.yaml; do names+=("$(basename "$f" .yaml)"); done
@@ -48,13 +61,37 @@ fi
 for name in "${names[@]}"; do
   out="$tmp/$name"
   lib="$tmp/$name.so"
-  if ! "$MODELC" build "$cases_dir/$name.yaml" -t cuda -o "$out" >"$tmp/log" 2>&1 ||
+  spec="$cases_dir/$name.yaml"
+  if [ "$bf16" = 1 ]; then
+    spec="$tmp/$name-bf16.yaml"
+    sed 's/^train:$/train:\n  precision: bf16/' "$cases_dir/$name.yaml" >"$spec"
+  fi
+  if ! "$MODELC" build "$spec" -t cuda -o "$out" >"$tmp/log" 2>&1 ||
     ! cat "$out"/*_kernels.cu "$emu/driver.inc" >"$tmp/$name.cc" ||
     ! "$CXX" -std=c++20 -O1 -U_FORTIFY_SOURCE -fPIC -shared -include "$emu/emu.h" "$tmp/$name.cc" \
       -o "$lib" -ldl >>"$tmp/log" 2>&1; then
     failed=$((failed + 1))
     echo "FAIL $name: the emulated device"
     sed 's/^/  | /' "$tmp/log" | head -20
+    continue
+  fi
+  if [ "$bf16" = 1 ]; then
+    golden="$SRC/tests/reference/golden/$name"
+    ok=1
+    for t in cpu cuda; do
+      MODELC_CUDA_DRIVER="$lib" "$MODELC" run "$spec" --weights "$golden/weights.safetensors" \
+        --input "$golden/input.safetensors" --output "$tmp/$name-$t.safetensors" --grads \
+        --target "$t" >"$tmp/log" 2>&1 || ok=0
+    done
+    if [ "$ok" = 1 ] && "$ST_COMPARE" "$tmp/$name-cuda.safetensors" "$tmp/$name-cpu.safetensors" \
+      --rtol 2e-2 --atol 1e-4 >"$tmp/log" 2>&1; then
+      passed=$((passed + 1))
+      echo "PASS $name bf16: --target cuda (emulated) matches -t c"
+    else
+      failed=$((failed + 1))
+      echo "FAIL $name bf16: --target cuda (emulated) against -t c"
+      sed 's/^/  | /' "$tmp/log" | head -30
+    fi
     continue
   fi
   if MODELC_CUDA_DRIVER="$lib" TARGET=cuda bash "$SRC/tests/run_parity.sh" "$name" >"$tmp/log" 2>&1; then
