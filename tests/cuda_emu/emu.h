@@ -30,19 +30,20 @@ extern dim3 threadIdx, blockIdx, blockDim, gridDim;
 #define __launch_bounds__(n)
 #define __shared__ static
 
-void emu_barrier(void); /* every thread of the block reaches it */
+void emu_barrier(void);      /* every thread of the block reaches it */
+void emu_warp_barrier(void); /* every lane of the warp reaches it */
 #define __syncthreads() emu_barrier()
 
-/* Exchange through a per-block buffer, between two barriers. */
+/* Exchange through a per-block buffer, between two warp barriers. */
 extern uint64_t emu_exchange[1024];
 template <typename T> static inline T __shfl_xor_sync(unsigned, T v, int offset) {
   uint64_t bits = 0;
   memcpy(&bits, &v, sizeof v);
   emu_exchange[threadIdx.x] = bits;
-  emu_barrier();
+  emu_warp_barrier();
   unsigned partner = (threadIdx.x & ~31u) | ((threadIdx.x & 31u) ^ (unsigned)offset);
   bits = emu_exchange[partner];
-  emu_barrier();
+  emu_warp_barrier();
   T r;
   memcpy(&r, &bits, sizeof r);
   return r;

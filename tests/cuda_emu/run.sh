@@ -68,7 +68,7 @@ for name in "${names[@]}"; do
   fi
   if ! "$MODELC" build "$spec" -t cuda -o "$out" >"$tmp/log" 2>&1 ||
     ! cat "$out"/*_kernels.cu "$emu/driver.inc" >"$tmp/$name.cc" ||
-    ! "$CXX" -std=c++20 -O1 -U_FORTIFY_SOURCE -fPIC -shared -include "$emu/emu.h" "$tmp/$name.cc" \
+    ! "$CXX" -std=c++20 -O1 -U_FORTIFY_SOURCE -fPIC -shared -I "$emu" -include "$emu/emu.h" "$tmp/$name.cc" \
       -o "$lib" -ldl >>"$tmp/log" 2>&1; then
     failed=$((failed + 1))
     echo "FAIL $name: the emulated device"
