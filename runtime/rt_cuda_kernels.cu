@@ -581,12 +581,22 @@ __device__ __noinline__ void mc_gemm_f32(int ta, int tb, int64_t m, int64_t n, i
     }
 }
 
-#if __CUDA_ARCH__ >= 800
+#if __CUDA_ARCH__ >= 800 && !defined(MC_EMU_MMA) /* tests/cuda_emu brings its own */
 /* Two floats to a bf16x2 register (round to nearest even): lo in the low half. */
 __device__ __forceinline__ uint32_t mc_pack_bf16(float lo, float hi) {
   uint32_t r;
   asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
   return r;
+}
+
+/* acc[16x8] += a[16x16] b[16x8] on the tensor cores, the fragments laid
+ * out as the PTX ISA's mma.m16n8k16 (.bf16, row.col, f32 accumulate). */
+__device__ __forceinline__ void mc_mma_bf16_16816(float *acc, const uint32_t *a, const uint32_t *b) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+      "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+      : "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 #endif
 
@@ -627,13 +637,7 @@ __device__ __noinline__ void mc_gemm_bf16(int ta, int tb, int64_t m, int64_t n, 
       bf[j][1] = mc_pack_bf16(bs[quad * 2 + 8][col], bs[quad * 2 + 9][col]);
     }
     for (int i = 0; i < 2; i++)
-      for (int j = 0; j < 4; j++)
-        asm volatile(
-            "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-            "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-            : "+f"(acc[i][j][0]), "+f"(acc[i][j][1]), "+f"(acc[i][j][2]), "+f"(acc[i][j][3])
-            : "r"(af[i][0]), "r"(af[i][1]), "r"(af[i][2]), "r"(af[i][3]), "r"(bf[j][0]),
-              "r"(bf[j][1]));
+      for (int j = 0; j < 4; j++) mc_mma_bf16_16816(acc[i][j], af[i], bf[j]);
 #else /* no bf16 MMA before sm_80: the same products on the FMA units */
     for (int i = 0; i < 2; i++)
       for (int j = 0; j < 4; j++)

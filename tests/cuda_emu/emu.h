@@ -76,4 +76,62 @@ static inline unsigned __float_as_uint(float f) {
   return v;
 }
 
+
+/* With MC_EMU_MMA, the sm_80 path of the bf16 GEMM: mma.m16n8k16 and
+ * cvt.bf16x2 emulated from the PTX ISA's fragment tables (written here
+ * from the tables, apart from the kernel that loads the fragments), so
+ * the tensor-core code is run, not its FMA fallback. */
+#ifdef MC_EMU_MMA
+#define __CUDA_ARCH__ 800
+
+static inline uint32_t emu_bf16_bits(float x) { /* round to nearest even, as cvt.rn */
+  uint32_t bits;
+  memcpy(&bits, &x, sizeof bits);
+  if ((bits & 0x7f800000u) == 0x7f800000u) return (bits >> 16) | ((bits & 0xffffu) ? 0x40u : 0u);
+  return (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
+}
+static inline float emu_bf16_value(uint32_t half) {
+  uint32_t bits = half << 16;
+  float f;
+  memcpy(&f, &bits, sizeof f);
+  return f;
+}
+/* cvt.rn.bf16x2.f32 d, hi, lo: lo in the low half */
+static inline uint32_t mc_pack_bf16(float lo, float hi) { return emu_bf16_bits(lo) | (emu_bf16_bits(hi) << 16); }
+
+/* A warp's registers, exchanged: a[4], b[2] a lane. */
+extern uint32_t emu_mma_a[1024][4], emu_mma_b[1024][2];
+/* mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32, per the PTX ISA:
+ * groupID g = lane >> 2, t = lane % 4; A element a_i (i = 0..7, two a
+ * register, low half first) is row g + 8 * ((i >> 1) & 1), column
+ * 2 t + (i & 1) + 8 * (i >> 2); B element b_i (i = 0..3) is row
+ * 2 t + (i & 1) + 8 * (i >> 1), column g; C element c_i is row
+ * g + 8 * (i >> 1), column 2 t + (i & 1). */
+static inline void mc_mma_bf16_16816(float *acc, const uint32_t *a, const uint32_t *b) {
+  unsigned lane = threadIdx.x & 31u, base = threadIdx.x & ~31u;
+  for (int r = 0; r < 4; r++) emu_mma_a[threadIdx.x][r] = a[r];
+  for (int r = 0; r < 2; r++) emu_mma_b[threadIdx.x][r] = b[r];
+  emu_warp_barrier();
+  float A[16][16], B[16][8];
+  for (unsigned l = 0; l < 32; l++) {
+    unsigned g = l >> 2, t = l & 3u;
+    for (unsigned i = 0; i < 8; i++) {
+      uint32_t reg = emu_mma_a[base + l][i >> 1], half = i & 1u ? reg >> 16 : reg & 0xffffu;
+      A[g + 8 * ((i >> 1) & 1u)][2 * t + (i & 1u) + 8 * (i >> 2)] = emu_bf16_value(half);
+    }
+    for (unsigned i = 0; i < 4; i++) {
+      uint32_t reg = emu_mma_b[base + l][i >> 1], half = i & 1u ? reg >> 16 : reg & 0xffffu;
+      B[2 * t + (i & 1u) + 8 * (i >> 1)][g] = emu_bf16_value(half);
+    }
+  }
+  emu_warp_barrier();
+  unsigned g = lane >> 2, t = lane & 3u;
+  for (unsigned i = 0; i < 4; i++) {
+    unsigned row = g + 8 * (i >> 1), col = 2 * t + (i & 1u);
+    float sum = acc[i];
+    for (int k = 0; k < 16; k++) sum = fmaf(A[row][k], B[k][col], sum);
+    acc[i] = sum;
+  }
+}
+#endif
 #endif
