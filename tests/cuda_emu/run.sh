@@ -17,11 +17,12 @@
 # With --bf16, a copy of each case trains with precision: bf16 and `run
 # --grads` on its golden weights and input must give the C backend's bf16
 # numbers (rtol 2e-2, atol 1e-4: both round the same operands, they sum
-# in another order).
+# in another order); the GEMMs take their tensor-core path, with
+# mma.m16n8k16 emulated from the PTX ISA's tables (emu.h, MC_EMU_MMA).
 #
-# What this cannot check: the tensor-core (mma.sync) path, which needs
-# sm_80 (the emulation takes the bf16 GEMM's FMA fallback), timing, and
-# anything that depends on threads really running at once.
+# What this cannot check: the real tensor cores (only an emulation of
+# mma.m16n8k16 written from the PTX ISA), timing, and anything that
+# depends on threads really running at once.
 set -u
 
 # shellcheck source=tests/common.sh
@@ -50,8 +51,10 @@ passed=0
 failed=0
 
 bf16=0
+mma=""
 if [ "${1:-}" = "--bf16" ]; then
   bf16=1
+  mma="-DMC_EMU_MMA" # the GEMM's tensor-core path, mma emulated (emu.h)
   shift
 fi
 names=("$@")
@@ -68,7 +71,7 @@ for name in "${names[@]}"; do
   fi
   if ! "$MODELC" build "$spec" -t cuda -o "$out" >"$tmp/log" 2>&1 ||
     ! cat "$out"/*_kernels.cu "$emu/driver.inc" >"$tmp/$name.cc" ||
-    ! "$CXX" -std=c++20 -O1 -U_FORTIFY_SOURCE -fPIC -shared -I "$emu" -include "$emu/emu.h" "$tmp/$name.cc" \
+    ! "$CXX" -std=c++20 -O1 -U_FORTIFY_SOURCE -fPIC -shared $mma -I "$emu" -include "$emu/emu.h" "$tmp/$name.cc" \
       -o "$lib" -ldl >>"$tmp/log" 2>&1; then
     failed=$((failed + 1))
     echo "FAIL $name: the emulated device"
