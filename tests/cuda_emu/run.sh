@@ -62,16 +62,17 @@ if [ "${#names[@]}" -eq 0 ]; then
   for f in "$cases_dir"/*.yaml; do names+=("$(basename "$f" .yaml)"); done
 fi
 for name in "${names[@]}"; do
-  out="$tmp/$name"
-  lib="$tmp/$name.so"
+  out="$tmp/case/$name" # not $tmp/$name: a case may be called "log"
+  lib="$tmp/case/$name.so"
+  mkdir -p "$tmp/case"
   spec="$cases_dir/$name.yaml"
   if [ "$bf16" = 1 ]; then
-    spec="$tmp/$name-bf16.yaml"
+    spec="$tmp/case/$name-bf16.yaml"
     sed 's/^train:$/train:\n  precision: bf16/' "$cases_dir/$name.yaml" >"$spec"
   fi
   if ! "$MODELC" build "$spec" -t cuda -o "$out" >"$tmp/log" 2>&1 ||
-    ! cat "$out"/*_kernels.cu "$emu/driver.inc" >"$tmp/$name.cc" ||
-    ! "$CXX" -std=c++20 -O1 -U_FORTIFY_SOURCE -fPIC -shared $mma -I "$emu" -include "$emu/emu.h" "$tmp/$name.cc" \
+    ! cat "$out"/*_kernels.cu "$emu/driver.inc" >"$tmp/case/$name.cc" ||
+    ! "$CXX" -std=c++20 -O1 -U_FORTIFY_SOURCE -fPIC -shared $mma -I "$emu" -include "$emu/emu.h" "$tmp/case/$name.cc" \
       -o "$lib" -ldl >>"$tmp/log" 2>&1; then
     failed=$((failed + 1))
     echo "FAIL $name: the emulated device"
@@ -83,10 +84,10 @@ for name in "${names[@]}"; do
     ok=1
     for t in cpu cuda; do
       MODELC_CUDA_DRIVER="$lib" "$MODELC" run "$spec" --weights "$golden/weights.safetensors" \
-        --input "$golden/input.safetensors" --output "$tmp/$name-$t.safetensors" --grads \
+        --input "$golden/input.safetensors" --output "$tmp/case/$name-$t.safetensors" --grads \
         --target "$t" >"$tmp/log" 2>&1 || ok=0
     done
-    if [ "$ok" = 1 ] && "$ST_COMPARE" "$tmp/$name-cuda.safetensors" "$tmp/$name-cpu.safetensors" \
+    if [ "$ok" = 1 ] && "$ST_COMPARE" "$tmp/case/$name-cuda.safetensors" "$tmp/case/$name-cpu.safetensors" \
       --rtol 2e-2 --atol 1e-4 >"$tmp/log" 2>&1; then
       passed=$((passed + 1))
       echo "PASS $name bf16: --target cuda (emulated) matches -t c"
