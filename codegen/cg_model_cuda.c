@@ -401,6 +401,7 @@ static void write_struct(model_writer *w) {
   cg_emitf(e, "int64_t step, micro_step, pending;\nuint64_t seed;\n");
   cg_emitf(e, "modelc_rt_cuda *cuda;\nmodelc_rt_cuda_ptr dev;\nvoid *fn[NUM_FUNCTIONS + 3];\n");
   cg_emitf(e, "int host_newer;   /* upload state, gradients, moments before the next launch */\n");
+  cg_emitf(e, "const struct entry_desc *outputs_of; /* outputs not yet downloaded (training) */\n");
   cg_emitf(e, "int device_newer; /* download them before the host reads them */\n");
   cg_emitf(e, "char error[1024];\n");
   cg_emit_close(e, "};\n\n");
@@ -432,8 +433,17 @@ static void write_device(model_writer *w, const char *arch, const cg_cuda_image 
   cg_emitf(e, "return 0;\n");
   cg_emit_close(e, "}\n\n");
 
+  cg_emitf(e, "/* The outputs of the last training step, downloaded only when asked for\n");
+  cg_emitf(e, " * (--grads writes them; a training loop never reads them). */\n");
+  cg_emit_open(e, "static int fetch_outputs(%s *m)", m);
+  cg_emitf(e, "const entry_desc *d = m->outputs_of;\nm->outputs_of = NULL;\n");
+  cg_emitf(e, "for (int i = 0; i < d->num_outputs; i++)\n");
+  cg_emitf(e, "  if (modelc_rt_cuda_download(m->cuda, m->out[i], m->dev + (uint64_t)d->outputs[i], (size_t)output_bytes[i], ERR) != 0) return -1;\n");
+  cg_emitf(e, "return 0;\n");
+  cg_emit_close(e, "}\n\n");
   cg_emitf(e, "/* The host copy, brought up to date (save, the training state, --grads). */\n");
   cg_emit_open(e, "static int sync_host(%s *m)", m);
+  cg_emitf(e, "if (m->outputs_of && fetch_outputs(m) != 0) return -1;\n");
   cg_emitf(e, "if (!m->device_newer) return 0;\n");
   cg_emitf(e, "if (modelc_rt_cuda_download(m->cuda, m->state, m->dev, (size_t)STATE_BYTES, ERR) != 0 ||\n");
   cg_emitf(e, "    modelc_rt_cuda_download(m->cuda, m->grads, m->dev + DEV_GRADS, (size_t)GRAD_BYTES, ERR) != 0 ||\n");
@@ -450,7 +460,7 @@ static void write_device(model_writer *w, const char *arch, const cg_cuda_image 
 
   cg_emitf(e, "/* One entry point: inputs up, launches in order, state copies, outputs\n");
   cg_emitf(e, " * and loss down (the one wait of the call). */\n");
-  cg_emit_open(e, "static int run_entry(%s *m, const entry_desc *d)", m);
+  cg_emit_open(e, "static int run_entry(%s *m, const entry_desc *d, int with_outputs)", m);
   cg_emitf(e, "for (int i = 0; i < NUM_INPUTS; i++)\n");
   cg_emitf(e, "  if (d->inputs_used[i] && !m->in[i]) { snprintf(m->error, sizeof m->error, \"input '%%s' is missing\", inputs[i].name); return -1; }\n");
   cg_emitf(e, "if (device_ready(m) != 0) return -1;\n");
@@ -473,8 +483,8 @@ static void write_device(model_writer *w, const char *arch, const cg_cuda_image 
   cg_emit_open(e, "if (site)");
   cg_emitf(e, "snprintf(m->error, sizeof m->error, \"an index of '%%s' is outside the embedding table\", site_name(site));\nreturn -1;\n");
   cg_emit_close(e, NULL);
-  cg_emitf(e, "for (int i = 0; i < d->num_outputs; i++)\n");
-  cg_emitf(e, "  if (modelc_rt_cuda_download(m->cuda, m->out[i], m->dev + (uint64_t)d->outputs[i], (size_t)output_bytes[i], ERR) != 0) return -1;\n");
+  cg_emitf(e, "m->outputs_of = d;\n");
+  cg_emitf(e, "if (with_outputs && fetch_outputs(m) != 0) return -1;\n");
   cg_emitf(e, "m->loss = NAN;\n");
   cg_emitf(e, "if (d->loss >= 0 && modelc_rt_cuda_download(m->cuda, &m->loss, m->dev + (uint64_t)d->loss, 4, ERR) != 0) return -1;\n");
   cg_emitf(e, "return 0;\n");
@@ -529,6 +539,7 @@ static void write_update(model_writer *w) {
   }
   cg_emit_close(e, NULL);
   cg_emitf(e, "m->step++;\nm->pending = 0;\nm->device_newer = 1;\n");
+  cg_emitf(e, "m->outputs_of = NULL; /* a step's outputs are not asked for after it */\n");
   cg_emit_open(e, "if (norm_out)");
   cg_emitf(e, "double squares = 0;\n");
   cg_emitf(e, "if (modelc_rt_cuda_download(m->cuda, &squares, sumsq, 8, ERR) != 0) return -1;\n");
@@ -612,21 +623,21 @@ static void write_api(model_writer *w) {
   const char *m = w->m;
   cg_emit_open(e, "int %s_forward(%s *m, const %s_inputs *in, %s_outputs *out)", m, m, m, m);
   bind_inputs(w);
-  cg_emitf(e, "if (run_entry(m, &forward_entry) != 0) return -1;\n");
+  cg_emitf(e, "if (run_entry(m, &forward_entry, 1) != 0) return -1;\n");
   set_outputs(w, w->forward);
   cg_emitf(e, "out->loss = NAN;\nreturn 0;\n");
   cg_emit_close(e, "}\n\n");
   if (!w->train) return;
   cg_emit_open(e, "int %s_evaluate(%s *m, const %s_inputs *in, %s_outputs *out)", m, m, m, m);
   bind_inputs(w);
-  cg_emitf(e, "if (run_entry(m, &evaluate_entry) != 0) return -1;\n");
+  cg_emitf(e, "if (run_entry(m, &evaluate_entry, 1) != 0) return -1;\n");
   set_outputs(w, w->evaluate);
   cg_emitf(e, "out->loss = m->loss;\nreturn 0;\n");
   cg_emit_close(e, "}\n\n");
   write_update(w);
   cg_emit_open(e, "float %s_train_step(%s *m, const %s_inputs *in)", m, m, m);
   bind_inputs(w);
-  cg_emitf(e, "if (run_entry(m, &train_entry) != 0) return NAN;\n");
+  cg_emitf(e, "if (run_entry(m, &train_entry, 0) != 0) return NAN;\n");
   cg_emitf(e, "m->device_newer = 1;\nm->micro_step++;\n");
   cg_emitf(e, "if (++m->pending >= %lld && update(m, m->pending, NULL, NULL) != 0) return NAN;\n",
            (long long)w->info->accumulate);
@@ -649,14 +660,14 @@ static void write_descriptor(model_writer *w) {
   cg_emitf(e, "%s *m = model;\nfor (int i = 0; i < NUM_INPUTS; i++) m->in[i] = in[i];\n", m);
   if (w->train) cg_emitf(e, "const entry_desc *d = with_loss ? &evaluate_entry : &forward_entry;\n");
   else cg_emitf(e, "const entry_desc *d = &forward_entry;\n(void)with_loss;\n");
-  cg_emitf(e, "if (run_entry(m, d) != 0) return -1;\n");
+  cg_emitf(e, "if (run_entry(m, d, 1) != 0) return -1;\n");
   cg_emitf(e, "for (int i = 0; i < d->num_outputs; i++) out[i] = m->out[i];\n");
   cg_emitf(e, "*loss = m->loss;\nreturn 0;\n");
   cg_emit_close(e, "}\n\n");
   if (w->train) {
     cg_emit_open(e, "static int d_backward(void *model, const void *const *in, const float **out, float *loss)");
     cg_emitf(e, "%s *m = model;\nfor (int i = 0; i < NUM_INPUTS; i++) m->in[i] = in[i];\n", m);
-    cg_emitf(e, "if (run_entry(m, &train_entry) != 0) return -1;\n");
+    cg_emitf(e, "if (run_entry(m, &train_entry, NUM_PARAMS == 0) != 0) return -1; /* outputs: with the gradients */\n");
     cg_emitf(e, "m->device_newer = 1;\n");
     cg_emitf(e, "for (int i = 0; i < train_entry.num_outputs; i++) out[i] = m->out[i];\n");
     cg_emitf(e, "*loss = m->loss;\nm->micro_step++;\nm->pending++;\nreturn 0;\n");
