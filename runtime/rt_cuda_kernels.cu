@@ -558,11 +558,14 @@ __device__ __noinline__ void mc_gemm_f32(int ta, int tb, int64_t m, int64_t n, i
   for (int i = 0; i < 4; i++)
     for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
   for (int64_t k0 = 0; k0 < k; k0 += 16) {
+    /* neighbouring threads read neighbouring addresses (coalesced): along
+     * k for a row-major A and a transposed B, along m or n otherwise */
     for (int e = threadIdx.x; e < 16 * 64; e += blockDim.x) {
-      int kk = e / 64, mm = e % 64;
-      int64_t r = row0 + mm, kc = k0 + kk, cc = col0 + mm;
-      as[kk][mm] = r < m && kc < k ? mc_at(a, lda, ta, r, kc) : 0.0f;
-      bs[kk][mm] = cc < n && kc < k ? mc_at(b, ldb, tb, kc, cc) : 0.0f;
+      int ka = ta ? e / 64 : e % 16, ma = ta ? e % 64 : e / 16;
+      int kb = tb ? e % 16 : e / 64, nb = tb ? e / 16 : e % 64;
+      int64_t r = row0 + ma, kc = k0 + ka, cc = col0 + nb, kd = k0 + kb;
+      as[ka][ma] = r < m && kc < k ? mc_at(a, lda, ta, r, kc) : 0.0f;
+      bs[kb][nb] = cc < n && kd < k ? mc_at(b, ldb, tb, kd, cc) : 0.0f;
     }
     __syncthreads();
     for (int kk = 0; kk < 16; kk++) {
@@ -615,8 +618,9 @@ __device__ __noinline__ void mc_gemm_bf16(int ta, int tb, int64_t m, int64_t n, 
     for (int j = 0; j < 4; j++)
       for (int q = 0; q < 4; q++) acc[i][j][q] = 0.0f;
   for (int64_t k0 = 0; k0 < k; k0 += 16) {
-    for (int e = threadIdx.x; e < 16 * 64; e += blockDim.x) {
-      int kk = e % 16, mm = e / 16, kb = e / 64, nn = e % 64;
+    for (int e = threadIdx.x; e < 16 * 64; e += blockDim.x) { /* coalesced, as in mc_gemm_f32 */
+      int kk = ta ? e / 64 : e % 16, mm = ta ? e % 64 : e / 16;
+      int kb = tb ? e % 16 : e / 64, nn = tb ? e / 16 : e % 64;
       int64_t r = row0 + mm, ka = k0 + kk, kc = k0 + kb, cc = col0 + nn;
       as[mm][kk] = r < m && ka < k ? mc_at(a, lda, ta, r, ka) : 0.0f;
       bs[kb][nn] = cc < n && kc < k ? mc_at(b, ldb, tb, kc, cc) : 0.0f;
