@@ -48,10 +48,12 @@ static bool exists(const char *path) {
 }
 
 static void remove_tree(ir_arena *a, const char *dir, const char *model) {
-  static const char *const files[] = {".h", ".c", "_main.c", "_main"};
-  for (int i = 0; i < 4; i++) remove(ir_arena_printf(a, "%s/%s%s", dir, model, files[i]));
+  static const char *const files[] = {".h", ".c", "_main.c", "_main", "_kernels.cu", "_kernels.c"};
+  for (int i = 0; i < 6; i++) remove(ir_arena_printf(a, "%s/%s%s", dir, model, files[i]));
   remove(ir_arena_printf(a, "%s/modelc_rt.h", dir));
   remove(ir_arena_printf(a, "%s/modelc_rt.c", dir));
+  remove(ir_arena_printf(a, "%s/modelc_rt_cuda.h", dir));
+  remove(ir_arena_printf(a, "%s/modelc_rt_cuda.c", dir));
   remove(ir_arena_printf(a, "%s/CMakeLists.txt", dir));
   remove(ir_arena_printf(a, "%s/compile.log", dir));
   rmdir(dir);
@@ -65,8 +67,9 @@ static int split_flags(ir_arena *a, const char *flags, char **out, int max) {
   return n;
 }
 
-/* cc ... > dir/compile.log; returns the exit status. */
-static int run_compiler(ir_arena *a, const char *dir, const char *model) {
+/* cc ... > dir/compile.log; returns the exit status. -t cuda output adds
+ * its kernels (as data) and the CUDA loader, which needs libdl. */
+static int run_compiler(ir_arena *a, const char *dir, const char *model, bool cuda) {
   const char *cc = getenv("CC");
   char *argv[64];
   int n = 0;
@@ -79,6 +82,11 @@ static int run_compiler(ir_arena *a, const char *dir, const char *model) {
   argv[n++] = ir_arena_printf(a, "%s/%s.c", dir, model);
   argv[n++] = ir_arena_printf(a, "%s/modelc_rt.c", dir);
   argv[n++] = ir_arena_printf(a, "%s/%s_main.c", dir, model);
+  if (cuda) {
+    argv[n++] = ir_arena_printf(a, "%s/%s_kernels.c", dir, model);
+    argv[n++] = ir_arena_printf(a, "%s/modelc_rt_cuda.c", dir);
+    argv[n++] = "-ldl";
+  }
   argv[n++] = "-o";
   argv[n++] = ir_arena_printf(a, "%s/%s_main", dir, model);
   n += split_flags(a, MODELC_BLAS_LIBS, argv + n, 8);
@@ -111,7 +119,7 @@ static void show_log(ir_arena *a, const char *dir) {
 
 /* The compiled driver for a spec, from the cache or freshly built;
  * NULL after reporting. *rc is the exit code to use then. */
-static const char *compiled_driver(ir_arena *a, const char *spec_path, int *rc) {
+static const char *compiled_driver(ir_arena *a, const char *spec_path, bool cuda, int *rc) {
   cg_program *p;
   cg_spec_info info;
   char err[512];
@@ -125,7 +133,8 @@ static const char *compiled_driver(ir_arena *a, const char *spec_path, int *rc) 
     *rc = DRV_USER_ERROR;
     return NULL;
   }
-  if (!cg_write_c(p, &info, tmp, err, sizeof err)) {
+  if (cuda ? !cg_write_cuda(p, &info, NULL, NULL, tmp, err, sizeof err)
+           : !cg_write_c(p, &info, tmp, err, sizeof err)) {
     fprintf(stderr, "modelc: error: %s\n", err);
     remove_tree(a, tmp, p->model);
     return NULL;
@@ -134,7 +143,12 @@ static const char *compiled_driver(ir_arena *a, const char *spec_path, int *rc) 
   static const char *const parts[] = {".h", ".c", "_main.c"};
   for (int i = 0; i < 3; i++) h = hash_file(h, ir_arena_printf(a, "%s/%s%s", tmp, p->model, parts[i]));
   h = hash_file(h, ir_arena_printf(a, "%s/modelc_rt.c", tmp));
-  const char *dir = ir_arena_printf(a, "%s/%s-%016llx", root, p->model, (unsigned long long)h);
+  if (cuda) {
+    h = hash_file(h, ir_arena_printf(a, "%s/%s_kernels.c", tmp, p->model));
+    h = hash_file(h, ir_arena_printf(a, "%s/modelc_rt_cuda.c", tmp));
+  }
+  const char *dir = ir_arena_printf(a, "%s/%s-%s%016llx", root, p->model, cuda ? "cuda-" : "",
+                                    (unsigned long long)h);
   const char *exe = ir_arena_printf(a, "%s/%s_main", dir, p->model);
   if (exists(exe)) {
     remove_tree(a, tmp, p->model);
@@ -148,7 +162,7 @@ static const char *compiled_driver(ir_arena *a, const char *spec_path, int *rc) 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     start = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
   }
-  int status = run_compiler(a, tmp, p->model);
+  int status = run_compiler(a, tmp, p->model, cuda);
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   fprintf(stderr, " %.1f s\n", (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec - start);
@@ -165,9 +179,10 @@ static const char *compiled_driver(ir_arena *a, const char *spec_path, int *rc) 
 }
 
 /* Replaces this process with the driver: `MODEL_main COMMAND args...`. */
-static int hand_over(ir_arena *a, const char *spec, const char *command, int argc, char **argv) {
+static int hand_over(ir_arena *a, const char *spec, const char *command, int argc, char **argv,
+                     bool cuda) {
   int rc;
-  const char *exe = compiled_driver(a, spec, &rc);
+  const char *exe = compiled_driver(a, spec, cuda, &rc);
   if (!exe) return rc;
   char **args = ir_arena_alloc(a, sizeof(char *) * (size_t)(argc + 3));
   args[0] = (char *)exe;
@@ -225,13 +240,13 @@ static int exec_command(const char *command, int argc, char **argv, const char *
   int rc = DRV_USER_ERROR;
   if (!spec) {
     fprintf(stderr, "modelc %s: error: missing SPEC\n%s", command, usage);
-  } else if (strcmp(target, "cuda") == 0) {
-    fprintf(stderr, "modelc %s: error: the CUDA backend is not in this release (use --target cpu)\n", command);
-  } else if (strcmp(target, "cpu") != 0) {
+  } else if (strcmp(target, "cpu") != 0 && strcmp(target, "cuda") != 0) {
     fprintf(stderr, "modelc %s: error: unknown target '%s' (targets: cpu, cuda)\n", command, target);
   } else {
+    /* cuda: the same driver, built from -t cuda output; it reports "no
+     * GPU" (exit 1) itself where there is none. */
     ir_arena *a = ir_arena_new();
-    rc = hand_over(a, spec, command, n, rest);
+    rc = hand_over(a, spec, command, n, rest, strcmp(target, "cuda") == 0);
     ir_arena_free(a);
   }
   free(rest);
@@ -241,7 +256,7 @@ static int exec_command(const char *command, int argc, char **argv, const char *
 int drv_run(int argc, char **argv) {
   return exec_command("run", argc, argv,
                       "usage: modelc run SPEC --weights W.safetensors --input IN.safetensors\n"
-                      "                  --output OUT.safetensors [--grads] [--target cpu]\n"
+                      "                  --output OUT.safetensors [--grads] [--target cpu|cuda]\n"
                       "\n"
                       "Runs one batch: OUT gets every output of the spec under its name, `loss`\n"
                       "when the spec trains and IN holds what the loss needs, and with --grads\n"
@@ -262,7 +277,7 @@ int drv_sample(int argc, char **argv) {
 int drv_train(int argc, char **argv) {
   return exec_command("train", argc, argv,
                       "usage: modelc train SPEC --data DATA [--val DATA] [--init W.safetensors]\n"
-                      "                    [--steps N] [--out DIR] [--resume DIR] [--target cpu]\n"
+                      "                    [--steps N] [--out DIR] [--resume DIR] [--target cpu|cuda]\n"
                       "                    [--eval-every K] [--eval-batches M]\n"
                       "                    [--checkpoint-every K] [--log-every K] [--quiet]\n"
                       "\n"
