@@ -34,6 +34,12 @@ typedef struct cuda_plan {
   int num_launches[3];
 } cuda_plan;
 
+/* The host code is f32 only (the device computes in float whatever
+ * MODELC_DOUBLE says): f32 is float here, not modelc_rt_real. */
+static const char *host_type(ir_dtype dtype) {
+  return dtype == IR_f32 ? "float" : cg_c_type(dtype);
+}
+
 static const char *replace_name(ir_arena *a, const char *body, const char *name) {
   const char *at = strstr(body, "@KERNEL@");
   if (!at) return body;
@@ -157,14 +163,14 @@ static void write_header(model_writer *w) {
   cg_emitf(e, "typedef struct %s %s;\n\n", w->m, w->m);
   cg_emit_open(e, "typedef struct %s_inputs", w->m);
   for (int i = 0; i < p->num_inputs; i++)
-    cg_emitf(e, "const %s *%s; /* %s */\n", cg_c_type(p->inputs[i]->type.dtype), p->inputs[i]->name,
+    cg_emitf(e, "const %s *%s; /* %s */\n", host_type(p->inputs[i]->type.dtype), p->inputs[i]->name,
              shape_text(p->arena, &p->inputs[i]->type));
   cg_emit_close(e, NULL);
   cg_emitf(e, "%s_inputs;\n\n", w->m);
   cg_emit_open(e, "typedef struct %s_outputs", w->m);
   for (int i = 0; i < w->forward->num_outputs; i++) {
     const cg_buffer *b = &p->buffers[w->forward->output_buffers[i]];
-    cg_emitf(e, "const %s *%s; /* %s */\n", cg_c_type(b->type.dtype), w->forward->output_names[i],
+    cg_emitf(e, "const %s *%s; /* %s */\n", host_type(b->type.dtype), w->forward->output_names[i],
              shape_text(p->arena, &b->type));
   }
   cg_emitf(e, "float loss;   /* set by %s_evaluate and %s_train_step */\n", w->m, w->m);
@@ -324,7 +330,11 @@ static void write_entry_tables(model_writer *w, const cg_entry *entry) {
              (long long)c->grid_z, c->block);
     const cg_kernel *k = l->kernel;
     for (int o = 0; o <= CG_MAX_OPERANDS; o++) {
-      int b = o == CG_MAX_OPERANDS ? k->out : o < k->num_operands ? k->operands[o] : -1;
+      int more = o - k->num_operands; /* results after the first follow the operands */
+      int b = o == CG_MAX_OPERANDS ? k->out
+              : o < k->num_operands ? k->operands[o]
+              : more < k->num_more_outs ? k->more_outs[more]
+                                        : -1;
       cg_emitf(e, "%s%s", o ? ", " : "", b >= 0 ? device_at(w, b) : "-1");
     }
     int site = 0;
@@ -728,6 +738,8 @@ static void write_source(model_writer *w, const char *arch, const cg_cuda_image 
   cg_emitf(e, " * dlopen, and reports \"no GPU\" where there is none. */\n");
   cg_emitf(e, "#include <math.h>\n#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n\n");
   cg_emitf(e, "#include \"%s.h\"\n#include \"modelc_rt.h\"\n#include \"modelc_rt_cuda.h\"\n\n", w->m);
+  cg_emitf(e, "#ifdef MODELC_DOUBLE /* the device computes in float: so does this host code */\n");
+  cg_emitf(e, "#error \"-t cuda output is f32 only: build it without MODELC_DOUBLE\"\n#endif\n\n");
   cg_emitf(e, "extern const char %s_kernels_source[];\nextern const unsigned char %s_kernels_cubin[];\n", w->m, w->m);
   cg_emitf(e, "extern const size_t %s_kernels_cubin_size;\nextern const char *const %s_kernels_ptx;\n\n", w->m, w->m);
   write_tables(w);

@@ -79,6 +79,13 @@ static const char *out_ptr(const cg_program *p, const cg_kernel *k) {
   return ir_arena_printf(p->arena, "((%s *)q.p[%d])", cg_c_type(p->buffers[k->out].type.dtype), CG_MAX_OPERANDS);
 }
 
+/* Results after the first (flash attention's lse, its gradient's dk and
+ * dv) take the slots after the operands. */
+static const char *more_out_ptr(const cg_program *p, const cg_kernel *k, int i) {
+  return ir_arena_printf(p->arena, "((%s *)q.p[%d])", cg_c_type(p->buffers[k->more_outs[i]].type.dtype),
+                         k->num_operands + i);
+}
+
 static const char *type_text(ir_arena *a, const ir_type *t) {
   char buf[128];
   return ir_arena_strdup(a, ir_type_format(t, buf, sizeof buf));
@@ -477,6 +484,74 @@ static bool render_misc(cg_emitter *e, const cg_program *p, const cg_kernel *k, 
   }
 }
 
+/* flash_attention(q, k, v) -> out, lse; flash_attention_grad(q, k, v,
+ * out, lse, d.out) -> d.q, d.k, d.v (mc_flash_attention*). */
+static void render_flash(cg_emitter *e, const cg_program *p, const cg_kernel *k, cg_cuda_launch *l) {
+  const ir_node *n = k->node;
+  bool bthd = strcmp(ir_get_str(n, "layout", "bhtd"), "bthd") == 0;
+  const ir_type *q = &n->inputs[0]->type, *kv = &n->inputs[1]->type;
+  int hd = bthd ? 2 : 1, td = bthd ? 1 : 2;
+  int64_t b = q->dims[0], h = q->dims[hd], kv_h = kv->dims[hd], t = q->dims[td], d = q->dims[3];
+  if (d > 128) {
+    cg_emitf(e, "#error \"flash attention on CUDA: head size %lld > 128\"\n", (long long)d);
+    return;
+  }
+  cg_emitf(e, "const mc_flash f = {%lldLL, %lldLL, %lldLL, %lldLL, %lldLL, %d, %d, %lldLL, %lldLL, %s, %s};\n",
+           (long long)b, (long long)h, (long long)kv_h, (long long)t, (long long)d,
+           ir_get_bool(n, "causal", false), bthd, (long long)ir_get_int(n, "window", 0),
+           (long long)ir_get_int(n, "global", 0),
+           cg_c_literal(p->arena, ir_get_float(n, "scale", 1.0), IR_f32),
+           cg_c_literal(p->arena, ir_get_float(n, "rope", 0.0), IR_f32));
+  int64_t row_blocks = (t + 3) / 4; /* MC_ATTN_ROWS query rows a block */
+  if (n->op == IR_OP_flash_attention) {
+    cg_emitf(e, "mc_flash_attention(%s, %s, %s, %s, %s, f);\n", out_ptr(p, k), more_out_ptr(p, k, 0),
+             in_ptr(p, k, 0), in_ptr(p, k, 1), in_ptr(p, k, 2));
+    *l = (cg_cuda_launch){row_blocks, h, b, 128, 0};
+  } else {
+    cg_emitf(e, "mc_flash_attention_grad(%s, %s, %s,\n", out_ptr(p, k), more_out_ptr(p, k, 0),
+             more_out_ptr(p, k, 1));
+    cg_emitf(e, "    %s, %s, %s, %s, %s, %s, f);\n", in_ptr(p, k, 0), in_ptr(p, k, 1), in_ptr(p, k, 2),
+             in_ptr(p, k, 3), in_ptr(p, k, 4), in_ptr(p, k, 5));
+    *l = (cg_cuda_launch){row_blocks, h + kv_h, b, 128, 0};
+  }
+}
+
+/* glu(h) act -> [..., F]; glu_grad(h, d.out) -> d.h [..., 2F]. */
+static void render_glu(cg_emitter *e, const cg_program *p, const cg_kernel *k, cg_cuda_launch *l) {
+  const ir_node *n = k->node;
+  const ir_type *h = &n->inputs[0]->type;
+  int64_t f = h->dims[h->rank - 1] / 2, rows = numel(h) / (2 * f);
+  const char *act = ir_get_str(n, "act", "silu");
+  int code = strcmp(act, "silu") == 0 ? 0 : strcmp(act, "gelu") == 0 ? 1 : strcmp(act, "gelu_tanh") == 0 ? 2 : 3;
+  if (n->op == IR_OP_glu)
+    cg_emitf(e, "mc_glu(%s, %s, %lldLL, %lldLL, %d); /* %s */\n", out_ptr(p, k), in_ptr(p, k, 0),
+             (long long)rows, (long long)f, code, act);
+  else
+    cg_emitf(e, "mc_glu_grad(%s, %s, %s, %lldLL, %lldLL, %d); /* %s */\n", out_ptr(p, k), in_ptr(p, k, 0),
+             in_ptr(p, k, 1), (long long)rows, (long long)f, code, act);
+  elementwise_launch(l, rows * f);
+}
+
+/* softmax_cross_entropy(logits, targets) -> loss, lse;
+ * softmax_cross_entropy_grad(logits, lse, targets, d.loss). */
+static void render_softmax_ce(cg_emitter *e, const cg_program *p, const cg_kernel *k, cg_cuda_launch *l) {
+  const ir_node *n = k->node;
+  const ir_type *x = &n->inputs[0]->type;
+  int64_t classes = x->dims[x->rank - 1], rows = numel(x) / classes;
+  long long ignore = (long long)ir_get_int(n, "ignore_index", -100);
+  if (n->op == IR_OP_softmax_cross_entropy) {
+    cg_emitf(e, "mc_softmax_ce(%s, %s, %s, %s, %lldLL, %lldLL, %lldLL);\n", out_ptr(p, k),
+             more_out_ptr(p, k, 0), in_ptr(p, k, 0), in_ptr(p, k, 1), (long long)rows, (long long)classes,
+             ignore);
+    row_launch(l, 1);
+  } else {
+    cg_emitf(e, "mc_softmax_ce_grad(%s, %s, %s, %s, %s, %lldLL, %lldLL, %lldLL);\n", out_ptr(p, k),
+             in_ptr(p, k, 0), in_ptr(p, k, 1), in_ptr(p, k, 2), in_ptr(p, k, 3), (long long)rows,
+             (long long)classes, ignore);
+    elementwise_launch(l, rows * classes);
+  }
+}
+
 static void render_call(cg_emitter *e, const cg_program *p, const cg_kernel *k, cg_cuda_launch *l) {
   switch (k->node->op) {
   case IR_OP_sum:
@@ -500,6 +575,12 @@ static void render_call(cg_emitter *e, const cg_program *p, const cg_kernel *k, 
   case IR_OP_avgpool_grad: render_pool(e, p, k, l); return;
   case IR_OP_upsample:
   case IR_OP_upsample_grad: render_upsample(e, p, k, l); return;
+  case IR_OP_flash_attention:
+  case IR_OP_flash_attention_grad: render_flash(e, p, k, l); return;
+  case IR_OP_glu:
+  case IR_OP_glu_grad: render_glu(e, p, k, l); return;
+  case IR_OP_softmax_cross_entropy:
+  case IR_OP_softmax_cross_entropy_grad: render_softmax_ce(e, p, k, l); return;
   default:
     if (render_misc(e, p, k, l)) return;
     cg_emitf(e, "#error \"no CUDA lowering for op %s\"\n", ir_op_get(k->node->op)->name);

@@ -291,7 +291,7 @@ int drv_train(int argc, char **argv) {
 int drv_bench(int argc, char **argv) {
   return exec_command("bench", argc, argv,
                       "usage: modelc bench SPEC [--steps N] [--warmup N] [--forward-only] [--json]\n"
-                      "                    [--no-fuse=LIST] [--target cpu]\n"
+                      "                    [--no-fuse=LIST] [--target cpu|cuda]\n"
                       "\n"
                       "Compiles SPEC (as `train` does, through the cache) and times its generated\n"
                       "code on a synthetic batch of the spec's shapes: the inference forward pass\n"

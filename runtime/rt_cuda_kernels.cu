@@ -26,6 +26,9 @@ typedef unsigned short uint16_t;
 #define NAN __int_as_float(0x7fffffff)
 #endif
 #define MC_BLOCK 256
+/* The generated kernels spell f32 as the C backend does (cg_c_type):
+ * always float on the device. */
+typedef float modelc_rt_real;
 
 /* Grid-stride loop over [0, n). */
 #define MC_FOR(i, n)                                                                   \
@@ -731,25 +734,35 @@ extern "C" __global__ void __launch_bounds__(MC_BLOCK)
 }
 
 /* ---- attention: flash-style forward and backward ----
- * Not yet called by generated code: the kernel IR has no fused attention
- * kernel until the fusion release, so attention runs as its primitives.
- * These are here, and compiled in every module, so that the fused op
- * has its kernels ready and the NVRTC test checks them.
+ * The fused flash_attention op (docs/fusion.md) and its gradient, as the
+ * C runtime's modelc_rt_flash_attention(_grad) compute them.
  *
- * q, o, do, dq [B, H, T, D]; k, v, dk, dv [B, HKV, T, D] with H a
- * multiple of HKV (grouped-query attention: head h reads kv head
- * h / (H / HKV)); lse, delta [B, H, T]. Scores are scale * q.k, masked
- * by the rule of mc_attention_mask (causal, window, global tokens); a row
- * with no allowed key gives zeros. The softmax is online (running max
- * and sum), so no [T, T] matrix is stored: the forward keeps lse per row
- * and the backward recomputes the probabilities from it.
+ * Layout "bhtd": q, o, do, dq [B, H, T, D]; k, v, dk, dv [B, HKV, T, D];
+ * "bthd": the same with T before the heads ([B, T, H, D]). H is a multiple
+ * of HKV (grouped-query attention: head h reads kv head h / (H / HKV));
+ * lse [B, H, T]. Scores are scale * q.k, masked by the rule of
+ * mc_attention_mask (causal, window, global tokens); a row with no
+ * allowed key gives zeros and lse -inf. rope > 0 rotates q and k
+ * (rotate-half, that base, as mc_rope) as they are read, and dq, dk are
+ * rotated back before they are written. The softmax is online (running
+ * max and sum), so no [T, T] matrix is stored: the forward keeps lse per
+ * row and the backward recomputes the probabilities from it.
  *
  * A warp per query (or key) row, lanes splitting D (D <= 128, four
  * values a lane), K/V (or Q/dO) tiles of 32 rows in shared memory. f32
- * throughout: the tensor-core version is future work. */
+ * throughout; the rotation's angles are computed as they are read (in
+ * double, like the C tables): simple, not fast. */
 
 #define MC_ATTN_TILE 32
 #define MC_ATTN_ROWS 4 /* warps, hence rows, a block */
+#define MC_ATTN_MAXD 128
+
+typedef struct mc_flash {
+  int64_t b, h, kv_h, t, d;
+  int causal, bthd;
+  int64_t window, global;
+  float scale, rope;
+} mc_flash;
 
 __device__ __forceinline__ int mc_attn_allowed(int64_t i, int64_t j, int causal, int64_t window,
                                                int64_t global) {
@@ -762,50 +775,214 @@ __device__ __forceinline__ float mc_warp_sum(float v) {
   return v;
 }
 
-/* grid (ceil(T / 4), H, B), block 128. */
-extern "C" __global__ void __launch_bounds__(MC_ATTN_ROWS * 32)
-    modelc_flash_attention_forward(const float *q, const float *k, const float *v, float *o,
-                                   float *lse, int64_t heads, int64_t kv_heads, int64_t t, int64_t d,
-                                   float scale, int causal, int64_t window, int64_t global) {
-  __shared__ float ks[MC_ATTN_TILE][128], vs[MC_ATTN_TILE][128];
+/* Element offset of row i of head h (of `heads`) of batch b. */
+__device__ __forceinline__ int64_t mc_fa_row(const mc_flash &p, int64_t b, int64_t h, int64_t heads,
+                                             int64_t i) {
+  return p.bthd ? ((b * p.t + i) * heads + h) * p.d : ((b * heads + h) * p.t + i) * p.d;
+}
+
+/* Element c of a row at position pos, rotated by pos (sign 1) or back
+ * (sign -1); the element itself without rope. */
+__device__ float mc_fa_read(const float *row, int64_t c, int64_t pos, const mc_flash &p, float sign) {
+  int64_t half = p.d / 2;
+  if (p.rope <= 0.0f || (p.d % 2 && c == p.d - 1)) return row[c];
+  int64_t i = c < half ? c : c - half;
+  double a = (double)pos * pow((double)p.rope, -2.0 * (double)i / (double)p.d);
+  float cs = (float)cos(a), sn = sign * (float)sin(a);
+  return c < half ? row[c] * cs - row[c + half] * sn : row[c] * cs + row[c - half] * sn;
+}
+
+/* Writes a warp's row (four values a lane in v) to dst, rotated back by
+ * pos; row is the warp's [MC_ATTN_MAXD] scratch. Every thread of the
+ * block calls it (it synchronises); write = 0 for rows past T. */
+__device__ void mc_fa_write_back(float *dst, const float *v, float *row, int64_t pos, const mc_flash &p,
+                                 int lane, int write) {
+  for (int c = 0; c < 4; c++) row[lane + 32 * c] = v[c];
+  __syncthreads();
+  if (write)
+    for (int c = 0; c < 4; c++)
+      if (lane + 32 * c < p.d) dst[lane + 32 * c] = mc_fa_read(row, lane + 32 * c, pos, p, -1.0f);
+  __syncthreads();
+}
+
+/* Rows [r0, r0 + MC_ATTN_TILE) of one head into a [32][128] tile, rotated
+ * when rotate (q or k), zero past T. */
+__device__ void mc_fa_load(float (*tile)[MC_ATTN_MAXD], const float *x, int64_t b, int64_t h,
+                           int64_t heads, int64_t r0, const mc_flash &p, int rotate) {
+  for (int e = threadIdx.x; e < MC_ATTN_TILE * MC_ATTN_MAXD; e += blockDim.x) {
+    int r = e / MC_ATTN_MAXD, c = e % MC_ATTN_MAXD;
+    int64_t i = r0 + r;
+    tile[r][c] = i < p.t && c < p.d
+                     ? (rotate ? mc_fa_read(x + mc_fa_row(p, b, h, heads, i), c, i, p, 1.0f)
+                               : x[mc_fa_row(p, b, h, heads, i) + c])
+                     : 0.0f;
+  }
+}
+
+/* out, lse: grid (ceil(T / 4), H, B), block 128. */
+__device__ __noinline__ void mc_flash_attention(float *o, float *lse, const float *q, const float *k,
+                                                const float *v, mc_flash p) {
+  __shared__ float ks[MC_ATTN_TILE][MC_ATTN_MAXD], vs[MC_ATTN_TILE][MC_ATTN_MAXD];
   int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  int64_t b = blockIdx.z, h = blockIdx.y, hk = h / (heads / kv_heads);
-  int64_t i = (int64_t)blockIdx.x * MC_ATTN_ROWS + warp;
-  const float *qi = q + ((b * heads + h) * t + (i < t ? i : 0)) * d;
-  const float *kb = k + (b * kv_heads + hk) * t * d, *vb = v + (b * kv_heads + hk) * t * d;
+  int64_t b = blockIdx.z, h = blockIdx.y, hk = h / (p.h / p.kv_h), t = p.t, d = p.d;
+  int64_t i = (int64_t)blockIdx.x * MC_ATTN_ROWS + warp, ic = i < t ? i : 0;
+  const float *qi = q + mc_fa_row(p, b, h, p.h, ic);
   float qr[4], acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, mx = -INFINITY, sum = 0.0f;
-  for (int c = 0; c < 4; c++) qr[c] = lane + 32 * c < d ? qi[lane + 32 * c] : 0.0f;
+  for (int c = 0; c < 4; c++) qr[c] = lane + 32 * c < d ? mc_fa_read(qi, lane + 32 * c, ic, p, 1.0f) : 0.0f;
   /* the last key any row of this block may see */
   int64_t last_row = (int64_t)blockIdx.x * MC_ATTN_ROWS + MC_ATTN_ROWS - 1;
-  int64_t keys = causal && global == 0 ? (last_row + 1 < t ? last_row + 1 : t) : t;
+  int64_t keys = p.causal && p.global == 0 ? (last_row + 1 < t ? last_row + 1 : t) : t;
   for (int64_t j0 = 0; j0 < keys; j0 += MC_ATTN_TILE) {
     __syncthreads();
-    for (int e = threadIdx.x; e < MC_ATTN_TILE * 128; e += blockDim.x) {
-      int r = e / 128, c = e % 128;
-      int64_t j = j0 + r;
-      ks[r][c] = j < t && c < d ? kb[j * d + c] : 0.0f;
-      vs[r][c] = j < t && c < d ? vb[j * d + c] : 0.0f;
-    }
+    mc_fa_load(ks, k, b, hk, p.kv_h, j0, p, 1);
+    mc_fa_load(vs, v, b, hk, p.kv_h, j0, p, 0);
     __syncthreads();
     if (i >= t) continue;
     for (int r = 0; r < MC_ATTN_TILE && j0 + r < t; r++) {
-      if (!mc_attn_allowed(i, j0 + r, causal, window, global)) continue;
+      if (!mc_attn_allowed(i, j0 + r, p.causal, p.window, p.global)) continue;
       float s = 0.0f;
       for (int c = 0; c < 4; c++) s += qr[c] * ks[r][lane + 32 * c];
-      s = mc_warp_sum(s) * scale;
+      s = mc_warp_sum(s) * p.scale;
       float new_max = fmaxf(mx, s);
-      float keep = expf(mx - new_max), p = expf(s - new_max);
-      sum = sum * keep + p;
-      for (int c = 0; c < 4; c++) acc[c] = acc[c] * keep + p * vs[r][lane + 32 * c];
+      float keep = expf(mx - new_max), e = expf(s - new_max);
+      sum = sum * keep + e;
+      for (int c = 0; c < 4; c++) acc[c] = acc[c] * keep + e * vs[r][lane + 32 * c];
       mx = new_max;
     }
   }
   if (i >= t) return;
   float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-  float *oi = o + ((b * heads + h) * t + i) * d;
+  float *oi = o + mc_fa_row(p, b, h, p.h, i);
   for (int c = 0; c < 4; c++)
     if (lane + 32 * c < d) oi[lane + 32 * c] = acc[c] * inv;
-  if (lane == 0) lse[(b * heads + h) * t + i] = sum > 0.0f ? mx + logf(sum) : -INFINITY;
+  if (lane == 0) lse[(b * p.h + h) * t + i] = sum > 0.0f ? mx + logf(sum) : -INFINITY;
+}
+
+/* delta = rowsum(dout * o) of query row i of head h. */
+__device__ float mc_fa_delta(const float *o, const float *dout, int64_t b, int64_t h, int64_t i,
+                             const mc_flash &p) {
+  const float *orow = o + mc_fa_row(p, b, h, p.h, i), *drow = dout + mc_fa_row(p, b, h, p.h, i);
+  float dd = 0.0f;
+  for (int64_t c = 0; c < p.d; c++) dd += drow[c] * orow[c];
+  return dd;
+}
+
+/* dq rows of head blockIdx.y (a warp each); the tiles are the caller's
+ * shared memory. */
+__device__ void mc_fa_dq(float *dq, const float *q, const float *k, const float *v, const float *o,
+                         const float *dout, const float *lse, const mc_flash &p,
+                         float (*ks)[MC_ATTN_MAXD], float (*vs)[MC_ATTN_MAXD],
+                         float (*scratch)[MC_ATTN_MAXD]) {
+  int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  int64_t b = blockIdx.z, h = blockIdx.y, hk = h / (p.h / p.kv_h), t = p.t, d = p.d;
+  int64_t i = (int64_t)blockIdx.x * MC_ATTN_ROWS + warp, ic = i < t ? i : 0;
+  int64_t at = mc_fa_row(p, b, h, p.h, ic);
+  float qr[4], dor[4], acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, dd = 0.0f;
+  for (int c = 0; c < 4; c++) {
+    int in = lane + 32 * c < d;
+    qr[c] = in ? mc_fa_read(q + at, lane + 32 * c, ic, p, 1.0f) : 0.0f;
+    dor[c] = in ? dout[at + lane + 32 * c] : 0.0f;
+    dd += in ? dor[c] * o[at + lane + 32 * c] : 0.0f;
+  }
+  dd = mc_warp_sum(dd);
+  float l = lse[(b * p.h + h) * t + ic];
+  for (int64_t j0 = 0; j0 < t; j0 += MC_ATTN_TILE) {
+    __syncthreads();
+    mc_fa_load(ks, k, b, hk, p.kv_h, j0, p, 1);
+    mc_fa_load(vs, v, b, hk, p.kv_h, j0, p, 0);
+    __syncthreads();
+    if (i >= t || l == -INFINITY) continue;
+    for (int r = 0; r < MC_ATTN_TILE && j0 + r < t; r++) {
+      if (!mc_attn_allowed(i, j0 + r, p.causal, p.window, p.global)) continue;
+      float s = 0.0f, dp = 0.0f;
+      for (int c = 0; c < 4; c++) {
+        s += qr[c] * ks[r][lane + 32 * c];
+        dp += dor[c] * vs[r][lane + 32 * c];
+      }
+      s = mc_warp_sum(s) * p.scale;
+      dp = mc_warp_sum(dp);
+      float ds = expf(s - l) * (dp - dd); /* dS = P (dP - delta) */
+      for (int c = 0; c < 4; c++) acc[c] += ds * ks[r][lane + 32 * c];
+    }
+  }
+  for (int c = 0; c < 4; c++) acc[c] *= p.scale;
+  mc_fa_write_back(dq + at, acc, scratch[warp], ic, p, lane, i < t);
+}
+
+/* dk, dv rows of kv head hk (a warp per key row), summing over the query
+ * rows of every head of its group (no atomics). */
+__device__ void mc_fa_dkv(float *dk, float *dv, const float *q, const float *k, const float *v,
+                          const float *o, const float *dout, const float *lse, const mc_flash &p,
+                          int64_t hk, float (*qs)[MC_ATTN_MAXD], float (*dos)[MC_ATTN_MAXD],
+                          float (*scratch)[MC_ATTN_MAXD], float *ls, float *deltas) {
+  int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  int64_t b = blockIdx.z, group = p.h / p.kv_h, t = p.t, d = p.d;
+  int64_t j = (int64_t)blockIdx.x * MC_ATTN_ROWS + warp, jc = j < t ? j : 0;
+  int64_t krow = mc_fa_row(p, b, hk, p.kv_h, jc);
+  float kr[4], vr[4], dka[4] = {0.0f, 0.0f, 0.0f, 0.0f}, dva[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  for (int c = 0; c < 4; c++) {
+    int in = lane + 32 * c < d;
+    kr[c] = in ? mc_fa_read(k + krow, lane + 32 * c, jc, p, 1.0f) : 0.0f;
+    vr[c] = in ? v[krow + lane + 32 * c] : 0.0f;
+  }
+  for (int64_t h = hk * group; h < (hk + 1) * group; h++) {
+    for (int64_t i0 = 0; i0 < t; i0 += MC_ATTN_TILE) {
+      __syncthreads();
+      mc_fa_load(qs, q, b, h, p.h, i0, p, 1);
+      mc_fa_load(dos, dout, b, h, p.h, i0, p, 0);
+      if (threadIdx.x < MC_ATTN_TILE) {
+        int64_t i = i0 + threadIdx.x;
+        ls[threadIdx.x] = i < t ? lse[(b * p.h + h) * t + i] : -INFINITY;
+        deltas[threadIdx.x] = i < t ? mc_fa_delta(o, dout, b, h, i, p) : 0.0f;
+      }
+      __syncthreads();
+      if (j >= t) continue;
+      for (int r = 0; r < MC_ATTN_TILE && i0 + r < t; r++) {
+        if (ls[r] == -INFINITY || !mc_attn_allowed(i0 + r, j, p.causal, p.window, p.global)) continue;
+        float s = 0.0f, dp = 0.0f;
+        for (int c = 0; c < 4; c++) {
+          s += qs[r][lane + 32 * c] * kr[c];
+          dp += dos[r][lane + 32 * c] * vr[c];
+        }
+        s = mc_warp_sum(s) * p.scale;
+        dp = mc_warp_sum(dp);
+        float e = expf(s - ls[r]), ds = e * (dp - deltas[r]);
+        for (int c = 0; c < 4; c++) {
+          dva[c] += e * dos[r][lane + 32 * c];
+          dka[c] += ds * qs[r][lane + 32 * c];
+        }
+      }
+    }
+  }
+  if (j < t)
+    for (int c = 0; c < 4; c++)
+      if (lane + 32 * c < d) dv[krow + lane + 32 * c] = dva[c];
+  for (int c = 0; c < 4; c++) dka[c] *= p.scale;
+  mc_fa_write_back(dk + krow, dka, scratch[warp], jc, p, lane, j < t);
+}
+
+/* dq, dk, dv in one launch: grid (ceil(T / 4), H + HKV, B), block 128;
+ * blocks y < H compute dq of head y, the others dk and dv of kv head
+ * y - H (each recomputes its rows' delta, so neither waits for the
+ * other). */
+__device__ __noinline__ void mc_flash_attention_grad(float *dq, float *dk, float *dv, const float *q,
+                                                     const float *k, const float *v, const float *o,
+                                                     const float *lse, const float *dout, mc_flash p) {
+  __shared__ float ta[MC_ATTN_TILE][MC_ATTN_MAXD], tb[MC_ATTN_TILE][MC_ATTN_MAXD];
+  __shared__ float scratch[MC_ATTN_ROWS][MC_ATTN_MAXD], ls[MC_ATTN_TILE], deltas[MC_ATTN_TILE];
+  if ((int64_t)blockIdx.y < p.h)
+    mc_fa_dq(dq, q, k, v, o, dout, lse, p, ta, tb, scratch);
+  else
+    mc_fa_dkv(dk, dv, q, k, v, o, dout, lse, p, (int64_t)blockIdx.y - p.h, ta, tb, scratch, ls, deltas);
+}
+
+/* The kernels on their own, bhtd and no rope (tests/cuda_emu/attention_test.cc). */
+extern "C" __global__ void __launch_bounds__(MC_ATTN_ROWS * 32)
+    modelc_flash_attention_forward(const float *q, const float *k, const float *v, float *o,
+                                   float *lse, int64_t heads, int64_t kv_heads, int64_t t, int64_t d,
+                                   float scale, int causal, int64_t window, int64_t global) {
+  mc_flash p = {gridDim.z, heads, kv_heads, t, d, causal, 0, window, global, scale, 0.0f};
+  mc_flash_attention(o, lse, q, k, v, p);
 }
 
 /* dq and delta = rowsum(do * o): grid (ceil(T / 4), H, B), block 128. */
@@ -815,107 +992,117 @@ extern "C" __global__ void __launch_bounds__(MC_ATTN_ROWS * 32)
                                        float *delta, float *dq, int64_t heads, int64_t kv_heads,
                                        int64_t t, int64_t d, float scale, int causal,
                                        int64_t window, int64_t global) {
-  __shared__ float ks[MC_ATTN_TILE][128], vs[MC_ATTN_TILE][128];
-  int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  int64_t b = blockIdx.z, h = blockIdx.y, hk = h / (heads / kv_heads);
-  int64_t i = (int64_t)blockIdx.x * MC_ATTN_ROWS + warp, row = (b * heads + h) * t + (i < t ? i : 0);
-  const float *kb = k + (b * kv_heads + hk) * t * d, *vb = v + (b * kv_heads + hk) * t * d;
-  float qr[4], dor[4], acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, dd = 0.0f;
-  for (int c = 0; c < 4; c++) {
-    int64_t at = row * d + lane + 32 * c;
-    qr[c] = lane + 32 * c < d ? q[at] : 0.0f;
-    dor[c] = lane + 32 * c < d ? dout[at] : 0.0f;
-    dd += lane + 32 * c < d ? dor[c] * o[at] : 0.0f;
-  }
-  dd = mc_warp_sum(dd);
-  float l = lse[row];
-  for (int64_t j0 = 0; j0 < t; j0 += MC_ATTN_TILE) {
-    __syncthreads();
-    for (int e = threadIdx.x; e < MC_ATTN_TILE * 128; e += blockDim.x) {
-      int r = e / 128, c = e % 128;
-      int64_t j = j0 + r;
-      ks[r][c] = j < t && c < d ? kb[j * d + c] : 0.0f;
-      vs[r][c] = j < t && c < d ? vb[j * d + c] : 0.0f;
-    }
-    __syncthreads();
-    if (i >= t || l == -INFINITY) continue;
-    for (int r = 0; r < MC_ATTN_TILE && j0 + r < t; r++) {
-      if (!mc_attn_allowed(i, j0 + r, causal, window, global)) continue;
-      float s = 0.0f, dp = 0.0f;
-      for (int c = 0; c < 4; c++) {
-        s += qr[c] * ks[r][lane + 32 * c];
-        dp += dor[c] * vs[r][lane + 32 * c];
-      }
-      s = mc_warp_sum(s) * scale;
-      dp = mc_warp_sum(dp);
-      float ds = expf(s - l) * (dp - dd); /* dS = P (dP - delta) */
-      for (int c = 0; c < 4; c++) acc[c] += ds * ks[r][lane + 32 * c];
-    }
-  }
-  if (i >= t) return;
-  for (int c = 0; c < 4; c++)
-    if (lane + 32 * c < d) dq[row * d + lane + 32 * c] = acc[c] * scale;
-  if (lane == 0) delta[row] = dd;
+  __shared__ float ta[MC_ATTN_TILE][MC_ATTN_MAXD], tb[MC_ATTN_TILE][MC_ATTN_MAXD];
+  __shared__ float scratch[MC_ATTN_ROWS][MC_ATTN_MAXD];
+  mc_flash p = {gridDim.z, heads, kv_heads, t, d, causal, 0, window, global, scale, 0.0f};
+  mc_fa_dq(dq, q, k, v, o, dout, lse, p, ta, tb, scratch);
+  int64_t i = (int64_t)blockIdx.x * MC_ATTN_ROWS + threadIdx.x / 32;
+  if (i < t && threadIdx.x % 32 == 0)
+    delta[((int64_t)blockIdx.z * heads + blockIdx.y) * t + i] = mc_fa_delta(o, dout, blockIdx.z, blockIdx.y, i, p);
 }
 
-/* dk, dv: a warp per key row of a kv head, summing over the query rows of
- * every head of its group (no atomics). Needs delta from the dq kernel.
- * grid (ceil(T / 4), HKV, B), block 128. */
+/* dk, dv: grid (ceil(T / 4), HKV, B), block 128. delta is recomputed
+ * from o here, so the argument is unused (kept for the test's call). */
 extern "C" __global__ void __launch_bounds__(MC_ATTN_ROWS * 32)
     modelc_flash_attention_backward_dkv(const float *q, const float *k, const float *v,
-                                        const float *dout, const float *lse, const float *delta,
-                                        float *dk, float *dv, int64_t heads, int64_t kv_heads,
-                                        int64_t t, int64_t d, float scale, int causal,
-                                        int64_t window, int64_t global) {
-  __shared__ float qs[MC_ATTN_TILE][128], dos[MC_ATTN_TILE][128], ls[MC_ATTN_TILE],
-      ds_[MC_ATTN_TILE];
-  int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  int64_t b = blockIdx.z, hk = blockIdx.y, group = heads / kv_heads;
-  int64_t j = (int64_t)blockIdx.x * MC_ATTN_ROWS + warp;
-  int64_t krow = (b * kv_heads + hk) * t + (j < t ? j : 0);
-  float kr[4], vr[4], dka[4] = {0.0f, 0.0f, 0.0f, 0.0f}, dva[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-  for (int c = 0; c < 4; c++) {
-    kr[c] = lane + 32 * c < d ? k[krow * d + lane + 32 * c] : 0.0f;
-    vr[c] = lane + 32 * c < d ? v[krow * d + lane + 32 * c] : 0.0f;
-  }
-  for (int64_t h = hk * group; h < (hk + 1) * group; h++) {
-    const float *qb = q + (b * heads + h) * t * d, *db = dout + (b * heads + h) * t * d;
-    for (int64_t i0 = 0; i0 < t; i0 += MC_ATTN_TILE) {
-      __syncthreads();
-      for (int e = threadIdx.x; e < MC_ATTN_TILE * 128; e += blockDim.x) {
-        int r = e / 128, c = e % 128;
-        int64_t i = i0 + r;
-        qs[r][c] = i < t && c < d ? qb[i * d + c] : 0.0f;
-        dos[r][c] = i < t && c < d ? db[i * d + c] : 0.0f;
-      }
-      if (threadIdx.x < MC_ATTN_TILE) {
-        int64_t i = i0 + threadIdx.x, row = (b * heads + h) * t + i;
-        ls[threadIdx.x] = i < t ? lse[row] : -INFINITY;
-        ds_[threadIdx.x] = i < t ? delta[row] : 0.0f;
-      }
-      __syncthreads();
-      if (j >= t) continue;
-      for (int r = 0; r < MC_ATTN_TILE && i0 + r < t; r++) {
-        if (ls[r] == -INFINITY || !mc_attn_allowed(i0 + r, j, causal, window, global)) continue;
-        float s = 0.0f, dp = 0.0f;
-        for (int c = 0; c < 4; c++) {
-          s += qs[r][lane + 32 * c] * kr[c];
-          dp += dos[r][lane + 32 * c] * vr[c];
-        }
-        s = mc_warp_sum(s) * scale;
-        dp = mc_warp_sum(dp);
-        float p = expf(s - ls[r]), ds = p * (dp - ds_[r]);
-        for (int c = 0; c < 4; c++) {
-          dva[c] += p * dos[r][lane + 32 * c];
-          dka[c] += ds * qs[r][lane + 32 * c];
+                                        const float *o, const float *dout, const float *lse,
+                                        const float *delta, float *dk, float *dv, int64_t heads,
+                                        int64_t kv_heads, int64_t t, int64_t d, float scale,
+                                        int causal, int64_t window, int64_t global) {
+  __shared__ float ta[MC_ATTN_TILE][MC_ATTN_MAXD], tb[MC_ATTN_TILE][MC_ATTN_MAXD];
+  __shared__ float scratch[MC_ATTN_ROWS][MC_ATTN_MAXD], ls[MC_ATTN_TILE], deltas[MC_ATTN_TILE];
+  (void)delta;
+  mc_flash p = {gridDim.z, heads, kv_heads, t, d, causal, 0, window, global, scale, 0.0f};
+  mc_fa_dkv(dk, dv, q, k, v, o, dout, lse, p, blockIdx.y, ta, tb, scratch, ls, deltas);
+}
+
+/* ---- fused loss and gating (rt_loss.c) ---- */
+
+/* One block: lse [rows] of logits [rows, classes], and the mean over
+ * kept rows of lse - logits[r, t_r] into loss[0]; NaN when a target is
+ * out of range or a row has a NaN. */
+__device__ __noinline__ void mc_softmax_ce(float *loss, float *lse, const float *logits,
+                                           const int32_t *targets, int64_t rows, int64_t classes,
+                                           int64_t ignore) {
+  double total = 0.0, kept = 0.0, bad = 0.0;
+  for (int64_t r = 0; r < rows; r++) {
+    const float *x = logits + r * classes;
+    float mx = -INFINITY;
+    int nan = 0;
+    for (int64_t c = threadIdx.x; c < classes; c += blockDim.x) {
+      mx = x[c] > mx ? x[c] : mx;
+      nan |= x[c] != x[c];
+    }
+    mx = mc_block_max(mx);
+    double part = 0.0;
+    for (int64_t c = threadIdx.x; c < classes; c += blockDim.x) part += (double)expf(x[c] - mx);
+    double sum = mc_block_sum(part);
+    float nans = (float)mc_block_sum((double)nan);
+    float l = nans > 0.0f ? NAN : mx + (float)log(sum);
+    if (threadIdx.x == 0) {
+      lse[r] = l;
+      int64_t t = targets[r];
+      if (t != ignore) {
+        if (t < 0 || t >= classes) bad += 1.0;
+        else {
+          total += (double)l - (double)x[t];
+          kept += 1.0;
         }
       }
     }
   }
-  if (j >= t) return;
-  for (int c = 0; c < 4; c++)
-    if (lane + 32 * c < d) {
-      dk[krow * d + lane + 32 * c] = dka[c] * scale;
-      dv[krow * d + lane + 32 * c] = dva[c];
+  if (threadIdx.x == 0) loss[0] = bad > 0.0 ? NAN : kept > 0.0 ? (float)(total / kept) : 0.0f;
+}
+
+/* dlogits [rows, classes] = (softmax - onehot(target)) * g / kept; zero
+ * rows for ignored targets. A thread per element. */
+__device__ __noinline__ void mc_softmax_ce_grad(float *dx, const float *logits, const float *lse,
+                                                const int32_t *targets, const float *g,
+                                                int64_t rows, int64_t classes, int64_t ignore) {
+  __shared__ float scale;
+  double kept = 0.0;
+  for (int64_t r = threadIdx.x; r < rows; r += blockDim.x) kept += targets[r] != ignore;
+  kept = mc_block_sum(kept);
+  if (threadIdx.x == 0) scale = kept > 0.0 ? (float)((double)g[0] / kept) : 0.0f;
+  __syncthreads();
+  MC_FOR(i, rows * classes) {
+    int64_t r = i / classes, c = i % classes, t = targets[r];
+    if (t == ignore || kept == 0.0) {
+      dx[i] = 0.0f;
+      continue;
     }
+    float d = expf(logits[i] - lse[r]) * scale;
+    dx[i] = c == t ? d - scale : d;
+  }
+}
+
+/* act 0 silu, 1 gelu, 2 gelu_tanh, 3 sigmoid. */
+__device__ __forceinline__ float mc_glu_act(float a, int act) {
+  return act == 0 ? mc_silu(a) : act == 1 ? mc_gelu(a) : act == 2 ? mc_gelu_tanh(a) : mc_sigmoid(a);
+}
+__device__ __forceinline__ float mc_glu_act_grad(float a, int act) {
+  if (act == 0) return mc_silu_grad(a);
+  if (act == 1) return mc_gelu_grad(a);
+  if (act == 2) return mc_gelu_tanh_grad(a);
+  float s = mc_sigmoid(a);
+  return s * (1.0f - s);
+}
+
+/* y [rows, f] = act(h[:, :f]) * h[:, f:] of h [rows, 2f]. */
+__device__ __noinline__ void mc_glu(float *y, const float *h, int64_t rows, int64_t f, int act) {
+  MC_FOR(i, rows * f) {
+    int64_t r = i / f, c = i % f;
+    y[i] = mc_glu_act(h[r * 2 * f + c], act) * h[r * 2 * f + f + c];
+  }
+}
+
+/* dh [rows, 2f] from h and the output's gradient g [rows, f]. */
+__device__ __noinline__ void mc_glu_grad(float *dh, const float *h, const float *g, int64_t rows,
+                                         int64_t f, int act) {
+  MC_FOR(i, rows * f) {
+    int64_t r = i / f, c = i % f;
+    float a = h[r * 2 * f + c], b = h[r * 2 * f + f + c];
+    dh[r * 2 * f + c] = g[i] * b * mc_glu_act_grad(a, act);
+    dh[r * 2 * f + f + c] = g[i] * mc_glu_act(a, act);
+  }
 }
