@@ -15,6 +15,12 @@
 
 enum { BLOCK = 256, MAX_GRID = 65535 };
 
+/* f32 is float on the device, whatever MODELC_DOUBLE makes of the C
+ * backend's modelc_rt_real (cg_c_type). */
+static const char *device_type(ir_dtype dtype) {
+  return dtype == IR_f32 ? "float" : cg_c_type(dtype);
+}
+
 /* %0, %1, %2 are the arguments, %T the result's type. */
 static const char *cuda_spelling(ir_op op) {
   switch (op) {
@@ -72,17 +78,17 @@ static void row_launch(cg_cuda_launch *l, int64_t rows) {
  * shapes (one function in the module, compiled once). */
 
 static const char *in_ptr(const cg_program *p, const cg_kernel *k, int i) {
-  return ir_arena_printf(p->arena, "((const %s *)q.p[%d])", cg_c_type(p->buffers[k->operands[i]].type.dtype), i);
+  return ir_arena_printf(p->arena, "((const %s *)q.p[%d])", device_type(p->buffers[k->operands[i]].type.dtype), i);
 }
 
 static const char *out_ptr(const cg_program *p, const cg_kernel *k) {
-  return ir_arena_printf(p->arena, "((%s *)q.p[%d])", cg_c_type(p->buffers[k->out].type.dtype), CG_MAX_OPERANDS);
+  return ir_arena_printf(p->arena, "((%s *)q.p[%d])", device_type(p->buffers[k->out].type.dtype), CG_MAX_OPERANDS);
 }
 
 /* Results after the first (flash attention's lse, its gradient's dk and
  * dv) take the slots after the operands. */
 static const char *more_out_ptr(const cg_program *p, const cg_kernel *k, int i) {
-  return ir_arena_printf(p->arena, "((%s *)q.p[%d])", cg_c_type(p->buffers[k->more_outs[i]].type.dtype),
+  return ir_arena_printf(p->arena, "((%s *)q.p[%d])", device_type(p->buffers[k->more_outs[i]].type.dtype),
                          k->num_operands + i);
 }
 
@@ -132,7 +138,7 @@ static const char *expr_text(ir_arena *a, const cg_kernel *k, const cg_expr *x) 
       out = ir_arena_printf(a, "%s%s", out, args[c[1] - '0'] ? args[c[1] - '0'] : "0");
       c++;
     } else if (c[0] == '%' && c[1] == 'T') {
-      out = ir_arena_printf(a, "%s%s", out, cg_c_type(x->dtype));
+      out = ir_arena_printf(a, "%s%s", out, device_type(x->dtype));
       c++;
     } else {
       out = ir_arena_printf(a, "%s%c", out, *c);
@@ -147,9 +153,9 @@ static void render_elementwise(cg_emitter *e, const cg_program *p, const cg_kern
                                cg_cuda_launch *l) {
   ir_arena *a = p->arena;
   for (int o = 0; o < k->num_operands; o++)
-    cg_emitf(e, "const %s *in%d = %s;\n", cg_c_type(p->buffers[k->operands[o]].type.dtype), o,
+    cg_emitf(e, "const %s *in%d = %s;\n", device_type(p->buffers[k->operands[o]].type.dtype), o,
              in_ptr(p, k, o));
-  cg_emitf(e, "%s *out = %s;\n", cg_c_type(p->buffers[k->out].type.dtype), out_ptr(p, k));
+  cg_emitf(e, "%s *out = %s;\n", device_type(p->buffers[k->out].type.dtype), out_ptr(p, k));
   int64_t n = 1;
   for (int d = 0; d < k->loop_rank; d++) n *= k->loop_dims[d];
   /* only the indices some operand steps through */

@@ -26,9 +26,6 @@ typedef unsigned short uint16_t;
 #define NAN __int_as_float(0x7fffffff)
 #endif
 #define MC_BLOCK 256
-/* The generated kernels spell f32 as the C backend does (cg_c_type):
- * always float on the device. */
-typedef float modelc_rt_real;
 
 /* Grid-stride loop over [0, n). */
 #define MC_FOR(i, n)                                                                   \
@@ -858,13 +855,25 @@ __device__ __noinline__ void mc_flash_attention(float *o, float *lse, const floa
   if (lane == 0) lse[(b * p.h + h) * t + i] = sum > 0.0f ? mx + logf(sum) : -INFINITY;
 }
 
-/* delta = rowsum(dout * o) of query row i of head h. */
+/* delta = rowsum(dout * o) of query row i of head h, by one thread but
+ * summed in the order of a warp's lanes and shuffles (as mc_fa_dq sums it
+ * and as dP is summed), so that dP - delta is exactly 0 where it should
+ * be (a row that sees one key). */
 __device__ float mc_fa_delta(const float *o, const float *dout, int64_t b, int64_t h, int64_t i,
                              const mc_flash &p) {
   const float *orow = o + mc_fa_row(p, b, h, p.h, i), *drow = dout + mc_fa_row(p, b, h, p.h, i);
-  float dd = 0.0f;
-  for (int64_t c = 0; c < p.d; c++) dd += drow[c] * orow[c];
-  return dd;
+  float part[32];
+  for (int lane = 0; lane < 32; lane++) {
+    part[lane] = 0.0f;
+    for (int c = 0; c < 4; c++)
+      if (lane + 32 * c < p.d) part[lane] += drow[lane + 32 * c] * orow[lane + 32 * c];
+  }
+  for (int off = 16; off > 0; off >>= 1) {
+    float next[32];
+    for (int lane = 0; lane < 32; lane++) next[lane] = part[lane] + part[lane ^ off];
+    for (int lane = 0; lane < 32; lane++) part[lane] = next[lane];
+  }
+  return part[0];
 }
 
 /* dq rows of head blockIdx.y (a warp each); the tiles are the caller's

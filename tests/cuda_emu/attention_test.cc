@@ -106,8 +106,8 @@ static int check(const config &c, unsigned seed) {
                                        c.window, c.global);
   });
   launch(rows, (unsigned)c.hkv, (unsigned)c.b, 128, [&] {
-    modelc_flash_attention_backward_dkv(q.data(), k.data(), v.data(), dout.data(), kl.data(), kd.data(),
-                                        kdk.data(), kdv.data(), c.h, c.hkv, c.t, c.d, scale, c.causal,
+    modelc_flash_attention_backward_dkv(q.data(), k.data(), v.data(), ko.data(), dout.data(), kl.data(),
+                                        kd.data(), kdk.data(), kdv.data(), c.h, c.hkv, c.t, c.d, scale, c.causal,
                                         c.window, c.global);
   });
   std::vector<double> lse_finite(lse), kl_d(kl.begin(), kl.end());

@@ -3,6 +3,7 @@
 #
 #   bash tests/cuda_emu/run.sh [CASE...]        # names in tests/reference/cases
 #   bash tests/cuda_emu/run.sh --bf16 CASE...   # precision: bf16, against -t c
+#   CUDA_EMU_ALL=1 ctest -R cuda/emulated        # every case, not ctest's subset
 #
 # For each case, `modelc build -t cuda` writes the kernels; they are
 # compiled with g++ together with a fake driver (driver.inc, with emu.h:
@@ -58,6 +59,8 @@ if [ "${1:-}" = "--bf16" ]; then
   shift
 fi
 names=("$@")
+# ctest passes a representative subset; CUDA_EMU_ALL=1 runs every case.
+if [ "${CUDA_EMU_ALL:-0}" = 1 ] && [ "$bf16" = 0 ]; then names=(); fi
 if [ "${#names[@]}" -eq 0 ]; then
   for f in "$cases_dir"/*.yaml; do names+=("$(basename "$f" .yaml)"); done
 fi
