@@ -229,6 +229,50 @@ void cg_pool_params(const ir_node *n, int64_t out[12]);
 /* reduce[i] = 1 for each reduced axis of x (axes absent = all). */
 void cg_reduce_mask(const ir_node *n, const ir_type *x, int mask[IR_MAX_RANK]);
 
+/* ---- rendering CUDA (cg_render_cuda.c, cg_model_cuda.c) ---- */
+
+/* How the host launches a kernel: a grid of blocks of `block` threads;
+ * with zero_bytes > 0 the output is zeroed first (kernels that add with
+ * atomics). */
+typedef struct cg_cuda_launch {
+  int64_t grid_x, grid_y, grid_z;
+  int block;
+  int64_t zero_bytes;
+} cg_cuda_launch;
+
+/* One kernel as `extern "C" __global__ void NAME(mc_args m, mc_ptrs q)`,
+ * and its launch: operand i is read at q.p[i], the output written at
+ * q.p[CG_MAX_OPERANDS], so kernels that differ only in their buffers are
+ * the same text. Kernels of kind ASSIGN are copies done by the host. */
+void cg_render_cuda_kernel(cg_emitter *e, const cg_program *p, const cg_kernel *k,
+                           cg_cuda_launch *launch);
+/* The comment above it: the node and its shapes. */
+void cg_render_cuda_comment(cg_emitter *e, const cg_program *p, const cg_kernel *k);
+
+/* Kernels embedded at build time by --aot (NULL: compiled at first use). */
+typedef struct cg_cuda_image {
+  const void *cubin;
+  size_t cubin_size;
+  const char *ptx; /* or NULL */
+  int arch;        /* 80 for sm_80 */
+} cg_cuda_image;
+
+/* Every kernel of every entry point as one CUDA translation unit (the
+ * device library first); *count receives the number of kernels in it. */
+const char *cg_cuda_kernels_source(const cg_program *p, int *count);
+/* Writes the -t cuda output folder: MODEL.h (the C backend's API),
+ * MODEL.c (host code), MODEL_kernels.cu, MODEL_kernels.c (the source
+ * and any --aot image as data), MODEL_main.c, the runtime with its CUDA
+ * loader, CMakeLists.txt. arch: "sm_80" to compile for, or NULL for the
+ * GPU present at run time. */
+bool cg_write_cuda(const cg_program *p, const cg_spec_info *info, const char *arch,
+                   const cg_cuda_image *aot, const char *dir, char *err, size_t errlen);
+
+/* The CUDA runtime, embedded at build time (cuda_embed.c). */
+extern const char *const cg_cuda_runtime_header;  /* runtime/modelc_rt_cuda.h */
+extern const char *const cg_cuda_runtime_source;  /* runtime/rt_cuda.c */
+extern const char *const cg_cuda_device_library;  /* runtime/rt_cuda_kernels.cu */
+
 /* The runtime sources, embedded at build time (runtime_embed.c). */
 extern const char *const cg_runtime_header;
 extern const char *const cg_runtime_sources[];

@@ -45,6 +45,12 @@ char *drv_read_file(ir_arena *arena, const char *path, size_t *len);
 bool drv_set_no_fuse(const char *command, const char *list);
 /* Spec -> lowered and planned program (drv_build.c). */
 int drv_compile(ir_arena *arena, const char *spec_path, cg_program **out, cg_spec_info *info);
+/* -t cuda output in dir (drv_build.c); --aot compiles the kernels with
+ * NVRTC for arch (default sm_80). Returns an exit code. */
+int drv_write_cuda(const cg_program *p, const cg_spec_info *info, const char *arch, bool aot,
+                   const char *dir);
+/* sm_80, sm_90, sm_90a, ... */
+bool drv_valid_arch(const char *arch);
 /* mkdir -p; false if it cannot be made. */
 bool drv_make_dirs(const char *path);
 

@@ -2,6 +2,7 @@
  * pipeline that `run` and `train` share: spec -> graphs (forward;
  * evaluate and train when the spec trains) -> kernels -> C sources. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -10,6 +11,7 @@
 #ifdef MODELC_HAVE_LLVM
 #include "codegen/cg_llvm.h"
 #endif
+#include "modelc_rt_cuda.h"
 
 /* The fusions turned off by --no-fuse for this process's compilations. */
 static const char *no_fuse;
@@ -131,13 +133,14 @@ bool drv_make_dirs(const char *path) {
   return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-static const drv_option_spec build_options[] = {{"t", true},      {"target", true}, {"o", true},
-                                                {"out", true},    {"triple", true}, {"cpu", true},
-                                                {"emit-llvm", false}, {"no-fuse", true}};
+static const drv_option_spec build_options[] = {
+    {"t", true},      {"target", true}, {"o", true},   {"out", true},    {"triple", true},
+    {"cpu", true},    {"emit-llvm", false}, {"arch", true}, {"aot", false}, {"no-fuse", true}};
 
 static void usage(FILE *out) {
   fprintf(out,
-          "usage: modelc build SPEC -t c|obj [--triple T] [--cpu C] [--no-fuse=LIST] -o DIR\n"
+          "usage: modelc build SPEC -t c|obj|cuda -o DIR [--triple T] [--cpu C] [--emit-llvm]\n"
+          "                    [--arch sm_NN] [--aot] [--no-fuse=LIST]\n"
           "\n"
           "Generates standalone C for SPEC in DIR: MODEL.h (the API), MODEL.c (the\n"
           "kernels and the training step), modelc_rt.h/.c (the runtime),\n"
@@ -151,11 +154,19 @@ static void usage(FILE *out) {
           "the runtime: modelc_rt.h and libmodelc_rt.a. Link with\n"
           "  cc -fopenmp app.c DIR/MODEL.o DIR/libmodelc_rt.a -lopenblas -lm\n"
           "\n"
-          "  -t, --target=c|obj  the backend (cuda comes in a later release)\n"
+          "With -t cuda: MODEL_kernels.cu (the CUDA kernels) and host C that\n"
+          "opens the NVIDIA driver and NVRTC at run time (no CUDA needed to build;\n"
+          "see docs/cuda-backend.md).\n"
+          "\n"
+          "  -t, --target=T      the backend: c, obj or cuda\n"
+          "  -o, --out=DIR       the output folder, created if missing\n"
           "  --triple=T          obj: the target triple (e.g. aarch64-linux-gnu)\n"
           "  --cpu=C             obj: the target CPU (default: the host's, or generic)\n"
           "  --emit-llvm         obj: also MODEL.ll, the optimised LLVM IR as text\n"
-          "  -o, --out=DIR       the output folder, created if missing\n"
+          "  --arch=sm_NN        cuda: the GPU architecture to compile for (default: the\n"
+          "                      GPU present at run time; sm_80 with --aot)\n"
+          "  --aot               cuda: compile the kernels now with NVRTC and embed the\n"
+          "                      cubin (and PTX), so the program needs no NVRTC\n"
           "  --no-fuse=LIST      turn fusions off (comma-separated: %s)\n", ir_fusion_names());
 }
 
@@ -217,6 +228,49 @@ static void long_forms(int argc, char **argv, char **out) {
   }
 }
 
+bool drv_valid_arch(const char *arch) {
+  if (strncmp(arch, "sm_", 3) != 0 || !arch[3]) return false;
+  for (const char *c = arch + 3; *c; c++)
+    if ((*c < '0' || *c > '9') && !(c[1] == 0 && *c >= 'a' && *c <= 'z' && c > arch + 4)) return false;
+  return true;
+}
+
+/* -t cuda: with --aot, the kernels compiled here by NVRTC and embedded
+ * (any message of NVRTC, warnings included, is shown). */
+int drv_write_cuda(const cg_program *p, const cg_spec_info *info, const char *arch, bool aot,
+                   const char *dir) {
+  char err[2048];
+  cg_cuda_image image = {0};
+  void *cubin = NULL;
+  char *ptx = NULL, *log = NULL;
+  int rc = DRV_OK;
+  if (aot) {
+    if (!arch) arch = "sm_80";
+    int count = 0, version = 0;
+    const char *source = cg_cuda_kernels_source(p, &count);
+    if (modelc_rt_cuda_nvrtc_compile(source, ir_arena_printf(p->arena, "%s_kernels.cu", p->model), arch,
+                                     &cubin, &image.cubin_size, &ptx, &log, err, sizeof err) != 0) {
+      fprintf(stderr, "modelc build: error: %s\n%s", err, log ? log : "");
+      rc = DRV_USER_ERROR;
+    } else {
+      modelc_rt_cuda_nvrtc_version(&version, err, sizeof err);
+      bool quiet = !log || !*log;
+      fprintf(stderr, "modelc build: %d kernels compiled by NVRTC %d.%d for %s: %s\n%s", count,
+              version / 1000, version % 1000 / 10, arch, quiet ? "no warnings" : "NVRTC says:",
+              quiet ? "" : log);
+      image = (cg_cuda_image){cubin, image.cubin_size, ptx, atoi(arch + 3)};
+    }
+  }
+  if (rc == DRV_OK && !cg_write_cuda(p, info, arch, aot ? &image : NULL, dir, err, sizeof err)) {
+    fprintf(stderr, "modelc build: error: %s\n", err);
+    rc = DRV_USER_ERROR;
+  }
+  free(cubin);
+  free(ptx);
+  free(log);
+  return rc;
+}
+
 int drv_build(int argc, char **argv) {
   drv_args args;
   char *argv2[64];
@@ -225,7 +279,7 @@ int drv_build(int argc, char **argv) {
     return DRV_USER_ERROR;
   }
   long_forms(argc, argv, argv2);
-  if (!drv_parse_args("build", argc, argv2, build_options, 8, &args)) return DRV_USER_ERROR;
+  if (!drv_parse_args("build", argc, argv2, build_options, 10, &args)) return DRV_USER_ERROR;
   if (args.help) {
     usage(stdout);
     return DRV_OK;
@@ -247,14 +301,22 @@ int drv_build(int argc, char **argv) {
     return DRV_USER_ERROR;
   }
 #endif
-  if (strcmp(target, "c") != 0 && !obj) {
-    bool later = strcmp(target, "cuda") == 0;
-    fprintf(stderr, "modelc build: error: %s target '%s'%s\n", later ? "this release has no" : "unknown",
-            target, later ? " yet (available: c, obj)" : " (targets: c, cuda, obj)");
+  bool cuda = strcmp(target, "cuda") == 0;
+  if (strcmp(target, "c") != 0 && !obj && !cuda) {
+    fprintf(stderr, "modelc build: error: unknown target '%s' (targets: c, obj, cuda)\n", target);
     return DRV_USER_ERROR;
   }
   if (!obj && (drv_option(&args, "triple") || drv_option(&args, "cpu") || drv_flag(&args, "emit-llvm"))) {
     fprintf(stderr, "modelc build: error: --triple, --cpu and --emit-llvm are for -t obj\n");
+    return DRV_USER_ERROR;
+  }
+  const char *arch = drv_option(&args, "arch");
+  if ((arch || drv_flag(&args, "aot")) && !cuda) {
+    fprintf(stderr, "modelc build: error: --arch and --aot are options of -t cuda\n");
+    return DRV_USER_ERROR;
+  }
+  if (arch && !drv_valid_arch(arch)) {
+    fprintf(stderr, "modelc build: error: --arch '%s' is not of the form sm_NN (sm_80, sm_90, ...)\n", arch);
     return DRV_USER_ERROR;
   }
   ir_arena *arena = ir_arena_new();
@@ -274,7 +336,9 @@ int drv_build(int argc, char **argv) {
     return rc;
   }
 #endif
-  if (rc == DRV_OK && !cg_write_c(p, &info, dir, err, sizeof err)) {
+  if (rc == DRV_OK && cuda) {
+    rc = drv_write_cuda(p, &info, arch, drv_flag(&args, "aot"), dir);
+  } else if (rc == DRV_OK && !cg_write_c(p, &info, dir, err, sizeof err)) {
     fprintf(stderr, "modelc build: error: %s\n", err);
     rc = DRV_USER_ERROR;
   }

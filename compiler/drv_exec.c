@@ -49,10 +49,12 @@ static bool exists(const char *path) {
 }
 
 static void remove_tree(ir_arena *a, const char *dir, const char *model) {
-  static const char *const files[] = {".h", ".c", "_main.c", "_main"};
-  for (int i = 0; i < 4; i++) remove(ir_arena_printf(a, "%s/%s%s", dir, model, files[i]));
+  static const char *const files[] = {".h", ".c", "_main.c", "_main", "_kernels.cu", "_kernels.c"};
+  for (int i = 0; i < 6; i++) remove(ir_arena_printf(a, "%s/%s%s", dir, model, files[i]));
   remove(ir_arena_printf(a, "%s/modelc_rt.h", dir));
   remove(ir_arena_printf(a, "%s/modelc_rt.c", dir));
+  remove(ir_arena_printf(a, "%s/modelc_rt_cuda.h", dir));
+  remove(ir_arena_printf(a, "%s/modelc_rt_cuda.c", dir));
   remove(ir_arena_printf(a, "%s/CMakeLists.txt", dir));
   remove(ir_arena_printf(a, "%s/compile.log", dir));
   rmdir(dir);
@@ -66,8 +68,9 @@ static int split_flags(ir_arena *a, const char *flags, char **out, int max) {
   return n;
 }
 
-/* cc ... > dir/compile.log; returns the exit status. */
-static int run_compiler(ir_arena *a, const char *dir, const char *model) {
+/* cc ... > dir/compile.log; returns the exit status. -t cuda output adds
+ * its kernels (as data) and the CUDA loader, which needs libdl. */
+static int run_compiler(ir_arena *a, const char *dir, const char *model, bool cuda) {
   const char *cc = getenv("CC");
   char *argv[64];
   int n = 0;
@@ -80,6 +83,11 @@ static int run_compiler(ir_arena *a, const char *dir, const char *model) {
   argv[n++] = ir_arena_printf(a, "%s/%s.c", dir, model);
   argv[n++] = ir_arena_printf(a, "%s/modelc_rt.c", dir);
   argv[n++] = ir_arena_printf(a, "%s/%s_main.c", dir, model);
+  if (cuda) {
+    argv[n++] = ir_arena_printf(a, "%s/%s_kernels.c", dir, model);
+    argv[n++] = ir_arena_printf(a, "%s/modelc_rt_cuda.c", dir);
+    argv[n++] = "-ldl";
+  }
   argv[n++] = "-o";
   argv[n++] = ir_arena_printf(a, "%s/%s_main", dir, model);
   n += split_flags(a, MODELC_BLAS_LIBS, argv + n, 8);
@@ -112,7 +120,7 @@ static void show_log(ir_arena *a, const char *dir) {
 
 /* The compiled driver for a spec, from the cache or freshly built;
  * NULL after reporting. *rc is the exit code to use then. */
-static const char *compiled_driver(ir_arena *a, const char *spec_path, int *rc) {
+static const char *compiled_driver(ir_arena *a, const char *spec_path, bool cuda, int *rc) {
   cg_program *p;
   cg_spec_info info;
   char err[512];
@@ -126,7 +134,8 @@ static const char *compiled_driver(ir_arena *a, const char *spec_path, int *rc) 
     *rc = DRV_USER_ERROR;
     return NULL;
   }
-  if (!cg_write_c(p, &info, tmp, err, sizeof err)) {
+  if (cuda ? !cg_write_cuda(p, &info, NULL, NULL, tmp, err, sizeof err)
+           : !cg_write_c(p, &info, tmp, err, sizeof err)) {
     fprintf(stderr, "modelc: error: %s\n", err);
     remove_tree(a, tmp, p->model);
     return NULL;
@@ -135,7 +144,12 @@ static const char *compiled_driver(ir_arena *a, const char *spec_path, int *rc) 
   static const char *const parts[] = {".h", ".c", "_main.c"};
   for (int i = 0; i < 3; i++) h = hash_file(h, ir_arena_printf(a, "%s/%s%s", tmp, p->model, parts[i]));
   h = hash_file(h, ir_arena_printf(a, "%s/modelc_rt.c", tmp));
-  const char *dir = ir_arena_printf(a, "%s/%s-%016llx", root, p->model, (unsigned long long)h);
+  if (cuda) {
+    h = hash_file(h, ir_arena_printf(a, "%s/%s_kernels.c", tmp, p->model));
+    h = hash_file(h, ir_arena_printf(a, "%s/modelc_rt_cuda.c", tmp));
+  }
+  const char *dir = ir_arena_printf(a, "%s/%s-%s%016llx", root, p->model, cuda ? "cuda-" : "",
+                                    (unsigned long long)h);
   const char *exe = ir_arena_printf(a, "%s/%s_main", dir, p->model);
   if (exists(exe)) {
     remove_tree(a, tmp, p->model);
@@ -149,7 +163,7 @@ static const char *compiled_driver(ir_arena *a, const char *spec_path, int *rc) 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     start = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
   }
-  int status = run_compiler(a, tmp, p->model);
+  int status = run_compiler(a, tmp, p->model, cuda);
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   fprintf(stderr, " %.1f s\n", (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec - start);
@@ -166,9 +180,10 @@ static const char *compiled_driver(ir_arena *a, const char *spec_path, int *rc) 
 }
 
 /* Replaces this process with the driver: `MODEL_main COMMAND args...`. */
-static int hand_over(ir_arena *a, const char *spec, const char *command, int argc, char **argv) {
+static int hand_over(ir_arena *a, const char *spec, const char *command, int argc, char **argv,
+                     bool cuda) {
   int rc;
-  const char *exe = compiled_driver(a, spec, &rc);
+  const char *exe = compiled_driver(a, spec, cuda, &rc);
   if (!exe) return rc;
   char **args = ir_arena_alloc(a, sizeof(char *) * (size_t)(argc + 3));
   args[0] = (char *)exe;
@@ -260,7 +275,9 @@ static int exec_command(const char *command, int argc, char **argv, const char *
    * kernels have none, so the flag takes the C path. It also keeps every
    * elementwise op a kernel of its own, so that each op's value is
    * checked (a fused chain stores only its last). */
-  if (numerics && !via_given) via = "cc";
+  /* CUDA: the host code is C, built by cc; the JIT is for the CPU. */
+  bool cuda = strcmp(target, "cuda") == 0;
+  if ((numerics || cuda) && !via_given) via = "cc";
   static char with_elementwise[512];
   if (numerics && no_fuse && *no_fuse) {
     snprintf(with_elementwise, sizeof with_elementwise, "%s,elementwise", no_fuse);
@@ -275,14 +292,14 @@ static int exec_command(const char *command, int argc, char **argv, const char *
   int rc = DRV_USER_ERROR;
   if (!spec) {
     fprintf(stderr, "modelc %s: error: missing SPEC\n%s", command, usage);
-  } else if (strcmp(target, "cuda") == 0) {
-    fprintf(stderr, "modelc %s: error: the CUDA backend is not in this release (use --target cpu)\n", command);
-  } else if (strcmp(target, "cpu") != 0) {
+  } else if (strcmp(target, "cpu") != 0 && strcmp(target, "cuda") != 0) {
     fprintf(stderr, "modelc %s: error: unknown target '%s' (targets: cpu, cuda)\n", command, target);
   } else if (strcmp(via, "cc") != 0 && strcmp(via, "llvm") != 0) {
     fprintf(stderr, "modelc %s: error: unknown --via '%s' (cc, or llvm: the JIT)\n", command, via);
   } else if (numerics && strcmp(via, "llvm") == 0) {
     fprintf(stderr, "modelc %s: error: --check-numerics needs the C path (--via cc)\n", command);
+  } else if (cuda && strcmp(via, "llvm") == 0) {
+    fprintf(stderr, "modelc %s: error: --target cuda builds host C with cc (--via cc)\n", command);
   } else if (strcmp(via, "llvm") == 0) {
 #ifdef MODELC_HAVE_LLVM
     reexec_with_thread_settings(command, argc, argv);
@@ -291,8 +308,10 @@ static int exec_command(const char *command, int argc, char **argv, const char *
     fprintf(stderr, "modelc %s: error: this modelc was built without LLVM (use --via cc)\n", command);
 #endif
   } else {
+    /* cuda: the same driver, built from -t cuda output; it reports "no
+     * GPU" (exit 1) itself where there is none. */
     ir_arena *a = ir_arena_new();
-    rc = hand_over(a, spec, command, n, rest);
+    rc = hand_over(a, spec, command, n, rest, cuda);
     ir_arena_free(a);
   }
   free(rest);
@@ -303,7 +322,7 @@ int drv_run(int argc, char **argv) {
   return exec_command("run", argc, argv,
                       "usage: modelc run SPEC --weights W.safetensors --input IN.safetensors\n"
                       "                  --output OUT.safetensors [--grads] [--check-numerics]\n"
-                      "                  [--target cpu] [--via llvm|cc]\n"
+                      "                  [--target cpu|cuda] [--via llvm|cc]\n"
                       "\n"
                       "Runs one batch: OUT gets every output of the spec under its name, `loss`\n"
                       "when the spec trains and IN holds what the loss needs, and with --grads\n"
@@ -326,7 +345,7 @@ int drv_sample(int argc, char **argv) {
 int drv_train(int argc, char **argv) {
   return exec_command("train", argc, argv,
                       "usage: modelc train SPEC --data DATA [--val DATA] [--init W.safetensors]\n"
-                      "                    [--steps N] [--out DIR] [--resume DIR] [--target cpu]\n"
+                      "                    [--steps N] [--out DIR] [--resume DIR] [--target cpu|cuda]\n"
                       "                    [--via llvm|cc]\n"
                       "                    [--eval-every K] [--eval-batches M]\n"
                       "                    [--checkpoint-every K] [--log-every K] [--quiet]\n"
@@ -343,7 +362,7 @@ int drv_train(int argc, char **argv) {
 int drv_bench(int argc, char **argv) {
   return exec_command("bench", argc, argv,
                       "usage: modelc bench SPEC [--steps N] [--warmup N] [--forward-only] [--json]\n"
-                      "                    [--no-fuse=LIST] [--target cpu] [--via llvm|cc]\n"
+                      "                    [--no-fuse=LIST] [--target cpu|cuda] [--via llvm|cc]\n"
                       "\n"
                       "Compiles SPEC (as `train` does: by LLVM in memory, the default with LLVM,\n"
                       "or as C through the cache with --via cc) and times its compiled\n"

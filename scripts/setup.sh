@@ -92,5 +92,12 @@ if ! pkg-config --exists yaml-0.1 check; then
   log "error: pkg-config does not find yaml-0.1 and check" >&2
   status=1
 fi
+# Optional: NVRTC (the CUDA toolkit) for the CUDA backend's compile test.
+# Nothing here installs CUDA; without it `ctest -R cuda/nvrtc` skips.
+if ldconfig -p 2>/dev/null | grep -q "libnvrtc.so"; then
+  log "optional: NVRTC found (ctest -R cuda/nvrtc compiles every spec's CUDA kernels)"
+else
+  log "optional: NVRTC not found: the CUDA backend builds, its NVRTC test will skip"
+fi
 [ "$status" -eq 0 ] && log "done"
 exit "$status"
