@@ -5,7 +5,7 @@
 # Then the reliability steps (docs/reliability.md): the suite again with
 # ASan + UBSan in modelc and in the code it generates, each libFuzzer
 # harness for FUZZ_SECONDS (default 60, two at a time), and random specs
-# for SPECGEN_SECONDS (default 90). MODELC_SKIP_RELIABILITY=1 skips them.
+# for SPECGEN_SECONDS (default 60). MODELC_SKIP_RELIABILITY=1 skips them.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -53,7 +53,7 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}" UBSAN_OPTIONS="${UBSAN_OPT
   -E 'memcheck/specs|codegen/build|real_data/(charlm|fmnist|resume|sample)|parity/(pytorch|bf16|unfused|recompute)|llvm/(parity|aarch64)|gradcheck/generated|cuda/')
 CC="$root/tests/tools/cc-sanitize" MODELC_CACHE="$asan/cache" MODELC="$asan/modelc" VIA=cc \
   ST_COMPARE="$asan/tests/st_compare" SRC="$root" \
-  bash "$root/tests/run_parity.sh" linear embedding attn_gqa_rope conv2d_sdg batchnorm2d cross_entropy_2d
+  bash "$root/tests/run_parity.sh" embedding attn_gqa_rope conv2d_sdg cross_entropy_2d
 
 # libFuzzer (clang): each harness for a bounded time, two at a time.
 if command -v clang >/dev/null 2>&1; then
@@ -64,4 +64,4 @@ fi
 # with a located diagnostic; never a crash. Fixed seed: the same specs
 # each run, as many as fit in the time.
 python3 "$root/tests/tools/specgen.py" --modelc "$build/modelc" --seed 1 --count 100000 \
-  --seconds "${SPECGEN_SECONDS:-90}" --out "$build/specgen"
+  --seconds "${SPECGEN_SECONDS:-60}" --out "$build/specgen"
