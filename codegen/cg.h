@@ -273,6 +273,13 @@ extern const char *const cg_cuda_runtime_header;  /* runtime/modelc_rt_cuda.h */
 extern const char *const cg_cuda_runtime_source;  /* runtime/rt_cuda.c */
 extern const char *const cg_cuda_device_library;  /* runtime/rt_cuda_kernels.cu */
 
+/* The runtime as copied into an output (cg_model_c.c): a header with its
+ * external names renamed MODEL_rt_* (several models link into one
+ * program), and the sources concatenated into one modelc_rt.c. */
+const char *cg_runtime_renamed_header(ir_arena *a, const char *model, const char *file,
+                                      const char *h);
+const char *cg_runtime_source_text(ir_arena *a);
+
 /* The runtime sources, embedded at build time (runtime_embed.c). */
 extern const char *const cg_runtime_header;
 extern const char *const cg_runtime_sources[];

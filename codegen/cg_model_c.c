@@ -593,14 +593,14 @@ static bool write_file(const char *dir, const char *name, const char *text, char
   return true;
 }
 
-/* The runtime's external names, renamed MODEL_rt_*, so that several
- * models link into one program. */
-static const char *runtime_header(ir_arena *a, const char *model) {
+/* A runtime header (`file`, text h) with its external names renamed
+ * MODEL_rt_*, so that several models link into one program. */
+const char *cg_runtime_renamed_header(ir_arena *a, const char *model, const char *file,
+                                      const char *h) {
   cg_emitter e;
   cg_emit_init(&e, a);
-  cg_emitf(&e, "/* modelc_rt.h: the modelc runtime, copied for %s. Its external names\n", model);
-  cg_emitf(&e, " * are renamed %s_rt_* so that several models link into one program. */\n", model);
-  const char *h = cg_runtime_header;
+  cg_emitf(&e, "/* %s: the modelc runtime, copied for %s; external names renamed %s_rt_*. */\n", file,
+           model, model);
   char seen[512][64];
   int n = 0;
   for (const char *s = strstr(h, "modelc_rt_"); s; s = strstr(s + 1, "modelc_rt_")) {
@@ -620,7 +620,7 @@ static const char *runtime_header(ir_arena *a, const char *model) {
   return cg_emit_text(&e);
 }
 
-static const char *runtime_source(ir_arena *a) {
+const char *cg_runtime_source_text(ir_arena *a) {
   cg_emitter e;
   cg_emit_init(&e, a);
   cg_emitf(&e, "/* modelc_rt.c: the modelc runtime (runtime/rt_*.c, concatenated). */\n");
@@ -684,7 +684,7 @@ bool cg_write_c(const cg_program *p, const cg_spec_info *info, const char *dir, 
   return write_file(dir, ir_arena_printf(a, "%s.h", p->model), cg_emit_text(&header), err, errlen, a) &&
          write_file(dir, ir_arena_printf(a, "%s.c", p->model), cg_emit_text(&source), err, errlen, a) &&
          write_file(dir, ir_arena_printf(a, "%s_main.c", p->model), main_c, err, errlen, a) &&
-         write_file(dir, "modelc_rt.h", runtime_header(a, p->model), err, errlen, a) &&
-         write_file(dir, "modelc_rt.c", runtime_source(a), err, errlen, a) &&
+         write_file(dir, "modelc_rt.h", cg_runtime_renamed_header(a, p->model, "modelc_rt.h", cg_runtime_header), err, errlen, a) &&
+         write_file(dir, "modelc_rt.c", cg_runtime_source_text(a), err, errlen, a) &&
          write_file(dir, "CMakeLists.txt", cmake_file(a, p->model), err, errlen, a);
 }
