@@ -45,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { DRV_OK = 0, DRV_INPUT = 1, DRV_INTERNAL = 2, DRV_HELP = 3, DRV_INTERRUPTED = 130 };
@@ -790,10 +791,31 @@ typedef struct drv_trainer {
 } drv_trainer;
 
 static volatile sig_atomic_t drv_interrupted;
+static volatile sig_atomic_t drv_first_signal_ms;
 
+/* Monotonic milliseconds, wrapped to fit a sig_atomic_t; clock_gettime
+ * is async-signal-safe. */
+static sig_atomic_t drv_signal_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (sig_atomic_t)(((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000) & 0x3fffffff);
+}
+
+/* The first SIGINT/SIGTERM asks the loop to checkpoint and stop. A second
+ * one stops at once (the default action; the last committed checkpoint
+ * stays loadable), unless it comes within half a second of the first:
+ * `timeout -s INT` and `kill -INT -PGID` deliver one request twice (to the
+ * process and to its group), which must not lose the checkpoint. */
 static void drv_on_signal(int sig) {
-  (void)sig;
-  drv_interrupted = 1;
+  sig_atomic_t now = drv_signal_ms();
+  if (!drv_interrupted) {
+    drv_interrupted = 1;
+    drv_first_signal_ms = now;
+    return;
+  }
+  if (((now - drv_first_signal_ms) & 0x3fffffff) < 500) return;
+  signal(sig, SIG_DFL);
+  raise(sig);
 }
 
 /* The model's state entries; grows the array until they fit. */
@@ -1348,9 +1370,7 @@ static int drv_train_run(drv_trainer *t) {
   struct sigaction action, old_int, old_term;
   memset(&action, 0, sizeof action);
   action.sa_handler = drv_on_signal;
-  /* A second Ctrl-C gets the default action: it stops at once, and the
-   * last committed checkpoint stays loadable. */
-  action.sa_flags = SA_RESETHAND;
+  action.sa_flags = 0;
   sigemptyset(&action.sa_mask);
   drv_interrupted = 0;
   sigaction(SIGINT, &action, &old_int);

@@ -102,8 +102,19 @@ interrupt)
   fortunes
   # Compile first, so that the interrupt lands in training.
   "$MODELC" train "$SRC/specs/charlm.yaml" --data "$tmp/train.bin" --steps 1 --out "$tmp/warm" --quiet || exit 1
-  timeout --preserve-status -s INT 8 "$MODELC" train "$SRC/specs/charlm.yaml" --data "$tmp/train.bin" \
-    --steps 100000 --out "$tmp/run" --quiet 2>"$tmp/log"
+  "$MODELC" train "$SRC/specs/charlm.yaml" --data "$tmp/train.bin" \
+    --steps 100000 --out "$tmp/run" --quiet 2>"$tmp/log" &
+  pid=$!
+  for _ in $(seq 600); do
+    [ "$(grep -c '"loss"' "$tmp/run/metrics.jsonl" 2>/dev/null || echo 0)" -ge 3 ] && break
+    sleep 0.1
+  done
+  # Two signals 0.1 s apart, as `timeout -s INT` (to the process, then to
+  # its group) delivers one request: one checkpoint, not a kill.
+  kill -INT "$pid"
+  sleep 0.1
+  kill -INT "$pid" 2>/dev/null && echo "the second signal reached the process"
+  wait "$pid"
   rc=$?
   step=$(grep -c '"loss"' "$tmp/run/metrics.jsonl" 2>/dev/null || echo 0)
   if [ "$rc" -ne 130 ] || ! grep -q "interrupted at step" "$tmp/log" || [ ! -f "$tmp/run/state.safetensors" ]; then
