@@ -226,6 +226,11 @@ void cg_around_axis(const ir_type *t, int64_t axis, int64_t *outer, int64_t *n, 
 void cg_conv_params(const ir_node *n, const ir_type *x, const ir_type *w, const ir_type *y,
                     int64_t out[16]);
 void cg_pool_params(const ir_node *n, int64_t out[12]);
+/* modelc_rt_conv_cat of a conv_concat node or one of its gradients: the
+ * 16 conv fields over the concatenation, then parts, channels[3], up[3]
+ * (0 where absent). */
+enum { MODELC_CG_CONV_PARTS = 3, CG_CONV_CAT_FIELDS = 16 + 1 + 2 * MODELC_CG_CONV_PARTS };
+void cg_conv_concat_params(const ir_node *n, int64_t out[CG_CONV_CAT_FIELDS]);
 /* reduce[i] = 1 for each reduced axis of x (axes absent = all). */
 void cg_reduce_mask(const ir_node *n, const ir_type *x, int mask[IR_MAX_RANK]);
 

@@ -361,6 +361,37 @@ void cg_conv_params(const ir_node *n, const ir_type *x, const ir_type *w, const 
   memcpy(out, v, sizeof v);
 }
 
+void cg_conv_concat_params(const ir_node *n, int64_t out[CG_CONV_CAT_FIELDS]) {
+  const int64_t *scales, *channels, *dims;
+  ir_get_ints(n, "scales", &scales);
+  int64_t v[CG_CONV_CAT_FIELDS] = {0};
+  ir_type x, w, y;
+  if (n->op == IR_OP_conv_concat_grad_input) {
+    int parts = ir_get_ints(n, "channels", &channels);
+    ir_get_ints(n, "input_shape", &dims);
+    x = ir_type_make(IR_f32, 4, dims);
+    w = n->inputs[1]->type, y = n->inputs[0]->type;
+    v[16] = parts;
+    for (int i = 0; i < parts; i++) v[17 + i] = channels[i], v[20 + i] = scales[i];
+  } else {
+    int parts = n->num_inputs - 1;
+    const ir_type *x0 = &n->inputs[1]->type;
+    int64_t c = 0;
+    v[16] = parts;
+    for (int i = 0; i < parts; i++) {
+      v[17 + i] = n->inputs[1 + i]->type.dims[1], v[20 + i] = scales[i];
+      c += v[17 + i];
+    }
+    int64_t d[4] = {x0->dims[0], c, x0->dims[2] * scales[0], x0->dims[3] * scales[0]};
+    x = ir_type_make(IR_f32, 4, d);
+    bool fwd = n->op == IR_OP_conv_concat;
+    w = fwd ? n->inputs[0]->type : n->results[0]->type;
+    y = fwd ? n->results[0]->type : n->inputs[0]->type;
+  }
+  cg_conv_params(n, &x, &w, &y, v);
+  memcpy(out, v, sizeof v);
+}
+
 static void render_conv_params(cg_emitter *e, const ir_node *n, const ir_type *x, const ir_type *w,
                                const ir_type *y) {
   int64_t v[16];
@@ -385,6 +416,31 @@ static void render_conv(cg_emitter *e, const cg_program *p, const cg_kernel *k) 
     render_conv_params(e, n, &n->inputs[0]->type, &n->results[0]->type, &n->inputs[1]->type);
     cg_emitf(e, "modelc_rt_conv2d_grad_weight%s(%s, %s, %s, &p);\n", lowp, out, a, b);
   }
+}
+
+/* conv_concat and its gradients: modelc_rt_conv_cat, the parts' pointers
+ * (NULL where absent) and, for grad_input, the part. */
+static void render_conv_concat(cg_emitter *e, const cg_program *p, const cg_kernel *k) {
+  const ir_node *n = k->node;
+  int64_t v[CG_CONV_CAT_FIELDS];
+  cg_conv_concat_params(n, v);
+  cg_emitf(e, "static const modelc_rt_conv_cat p = {{");
+  for (int i = 0; i < 16; i++) cg_emitf(e, "%s%lld", i ? ", " : "", (long long)v[i]);
+  cg_emitf(e, "}, %lld, {%lld, %lld, %lld}, {%lld, %lld, %lld}};\n", (long long)v[16],
+           (long long)v[17], (long long)v[18], (long long)v[19], (long long)v[20],
+           (long long)v[21], (long long)v[22]);
+  const char *out = pointer(p, k->out, true), *lowp = p->bf16 ? "_bf16" : "";
+  if (n->op == IR_OP_conv_concat_grad_input) {
+    cg_emitf(e, "modelc_rt_conv2d_cat_grad_input%s(%s, %s, %s, &p, %lld);\n", lowp, out,
+             pointer(p, k->operands[0], false), pointer(p, k->operands[1], false),
+             (long long)ir_get_int(n, "part", 0));
+    return;
+  }
+  const char *parts[3] = {"NULL", "NULL", "NULL"};
+  for (int i = 1; i < k->num_operands && i <= 3; i++) parts[i - 1] = pointer(p, k->operands[i], false);
+  cg_emitf(e, "modelc_rt_conv2d_cat%s%s(%s, %s, &p, %s, %s, %s);\n",
+           n->op == IR_OP_conv_concat ? "" : "_grad_weight", lowp, out,
+           pointer(p, k->operands[0], false), parts[0], parts[1], parts[2]);
 }
 
 void cg_pool_params(const ir_node *n, int64_t out[12]) {
@@ -522,6 +578,9 @@ static void render_call(cg_emitter *e, const cg_program *p, const cg_entry *entr
   case IR_OP_conv:
   case IR_OP_conv_grad_input:
   case IR_OP_conv_grad_weight: render_conv(e, p, k); return;
+  case IR_OP_conv_concat:
+  case IR_OP_conv_concat_grad_input:
+  case IR_OP_conv_concat_grad_weight: render_conv_concat(e, p, k); return;
   case IR_OP_maxpool:
   case IR_OP_avgpool:
   case IR_OP_maxpool_grad:

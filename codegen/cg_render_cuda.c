@@ -373,6 +373,35 @@ static void render_conv(cg_emitter *e, const cg_program *p, const cg_kernel *k, 
   }
 }
 
+/* conv_concat and its gradients (mc_conv_cat: the conv over the
+ * concatenation, then the parts). */
+static void render_conv_concat(cg_emitter *e, const cg_program *p, const cg_kernel *k,
+                               cg_cuda_launch *l) {
+  const ir_node *n = k->node;
+  int64_t v[CG_CONV_CAT_FIELDS];
+  cg_conv_concat_params(n, v);
+  cg_emitf(e, "const mc_conv_cat cq = {{");
+  for (int i = 0; i < 16; i++) cg_emitf(e, "%s%lldLL", i ? ", " : "", (long long)v[i]);
+  cg_emitf(e, "}, %lldLL, {%lldLL, %lldLL, %lldLL}, {%lldLL, %lldLL, %lldLL}};\n", (long long)v[16],
+           (long long)v[17], (long long)v[18], (long long)v[19], (long long)v[20],
+           (long long)v[21], (long long)v[22]);
+  if (n->op == IR_OP_conv_concat_grad_input) {
+    cg_emitf(e, "mc_conv2d_cat_grad_input(%s, %s, %s, cq, %lldLL, %d);\n", out_ptr(p, k),
+             in_ptr(p, k, 0), in_ptr(p, k, 1), (long long)ir_get_int(n, "part", 0), p->bf16);
+    elementwise_launch(l, numel(&n->results[0]->type));
+    return;
+  }
+  const char *parts[3] = {"nullptr", "nullptr", "nullptr"};
+  for (int i = 1; i < k->num_operands && i <= 3; i++) parts[i - 1] = in_ptr(p, k, i);
+  bool fwd = n->op == IR_OP_conv_concat;
+  cg_emitf(e, "mc_conv2d_cat%s(%s, %s, cq, %s, %s, %s, %d);\n", fwd ? "" : "_grad_weight",
+           out_ptr(p, k), in_ptr(p, k, 0), parts[0], parts[1], parts[2], p->bf16);
+  if (fwd)
+    elementwise_launch(l, numel(&n->results[0]->type));
+  else /* a block per weight */
+    row_launch(l, numel(&n->results[0]->type));
+}
+
 static void render_pool(cg_emitter *e, const cg_program *p, const cg_kernel *k, cg_cuda_launch *l) {
   const ir_node *n = k->node;
   const ir_type *x = &n->inputs[0]->type;
@@ -575,6 +604,9 @@ static void render_call(cg_emitter *e, const cg_program *p, const cg_kernel *k, 
   case IR_OP_conv:
   case IR_OP_conv_grad_input:
   case IR_OP_conv_grad_weight: render_conv(e, p, k, l); return;
+  case IR_OP_conv_concat:
+  case IR_OP_conv_concat_grad_input:
+  case IR_OP_conv_concat_grad_weight: render_conv_concat(e, p, k, l); return;
   case IR_OP_maxpool:
   case IR_OP_avgpool:
   case IR_OP_maxpool_grad:

@@ -577,6 +577,30 @@ static void render_conv(llvm_renderer *r, const cg_kernel *k) {
   call(r, void_type(r), name, args, 4);
 }
 
+/* conv_concat and its gradients: as cg_render_c.c's render_conv_concat;
+ * modelc_rt_conv_cat is 23 int64 fields, an i64 array. */
+static void render_conv_concat(llvm_renderer *r, const cg_kernel *k) {
+  const ir_node *n = k->node;
+  int64_t v[CG_CONV_CAT_FIELDS];
+  cg_conv_concat_params(n, v);
+  LLVMValueRef q = const_array(r, r->i64, v, CG_CONV_CAT_FIELDS);
+  const char *lowp = r->p->bf16 ? "_bf16" : "";
+  char name[64];
+  if (n->op == IR_OP_conv_concat_grad_input) {
+    snprintf(name, sizeof name, "modelc_rt_conv2d_cat_grad_input%s", lowp);
+    LLVMValueRef args[5] = {out_bytes(r, k), in_bytes(r, k, 0), in_bytes(r, k, 1), q,
+                            i64c(r, ir_get_int(n, "part", 0))};
+    call(r, void_type(r), name, args, 5);
+    return;
+  }
+  snprintf(name, sizeof name, "modelc_rt_conv2d_cat%s%s",
+           n->op == IR_OP_conv_concat ? "" : "_grad_weight", lowp);
+  LLVMValueRef args[6] = {out_bytes(r, k), in_bytes(r, k, 0), q, LLVMConstNull(r->ptr),
+                          LLVMConstNull(r->ptr), LLVMConstNull(r->ptr)};
+  for (int i = 1; i < k->num_operands && i <= 3; i++) args[2 + i] = in_bytes(r, k, i);
+  call(r, void_type(r), name, args, 6);
+}
+
 static void render_pool(llvm_renderer *r, const cg_kernel *k) {
   const ir_node *n = k->node;
   int64_t v[12];
@@ -748,6 +772,9 @@ static void render_call(llvm_renderer *r, const cg_kernel *k) {
   case IR_OP_conv:
   case IR_OP_conv_grad_input:
   case IR_OP_conv_grad_weight: render_conv(r, k); return;
+  case IR_OP_conv_concat:
+  case IR_OP_conv_concat_grad_input:
+  case IR_OP_conv_concat_grad_weight: render_conv_concat(r, k); return;
   case IR_OP_maxpool:
   case IR_OP_avgpool:
   case IR_OP_maxpool_grad:

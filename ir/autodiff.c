@@ -534,6 +534,42 @@ static void rule_conv(autodiff *a, ir_node *n, ir_value *g) {
   }
 }
 
+/* conv_concat(w, x0, ...): a conv_concat_grad_input per part wanted (each
+ * writes that part's gradient, summing an upsampled part's copies) and
+ * conv_concat_grad_weight(g, x0, ...), which reads the parts in place
+ * like the forward. */
+static void rule_conv_concat(autodiff *a, ir_node *n, ir_value *g) {
+  int parts = n->num_inputs - 1;
+  int64_t channels[3], shape[4];
+  const int64_t *scales;
+  ir_get_ints(n, "scales", &scales);
+  for (int i = 0; i < parts; i++) channels[i] = in(n, 1 + i)->type.dims[1];
+  const ir_type *x0 = &in(n, 1)->type;
+  shape[0] = x0->dims[0], shape[1] = in(n, 0)->type.dims[1];
+  shape[2] = x0->dims[2] * scales[0], shape[3] = x0->dims[3] * scales[0];
+  for (int i = 0; i < parts; i++) {
+    if (!wants(a, n, 1 + i)) continue;
+    ir_value *x = in(n, 1 + i), *ins[2] = {g, in(n, 0)};
+    ir_node *node = make(a, IR_OP_conv_concat_grad_input, dname(a, x, NULL), 2, ins);
+    if (node) {
+      copy_attrs(a->g, n, node);
+      ir_set_ints(a->g, node, "channels", parts, channels);
+      ir_set_int(a->g, node, "part", i);
+      ir_set_ints(a->g, node, "input_shape", 4, shape);
+    }
+    contribute(a, x, done(a, node));
+  }
+  if (!wants(a, n, 0)) return;
+  ir_value *w = in(n, 0), *ins[4] = {g};
+  for (int i = 0; i < parts; i++) ins[1 + i] = in(n, 1 + i);
+  ir_node *node = make(a, IR_OP_conv_concat_grad_weight, dname(a, w, NULL), 1 + parts, ins);
+  if (node) {
+    copy_attrs(a->g, n, node);
+    ir_set_ints(a->g, node, "weight_shape", w->type.rank, w->type.dims);
+  }
+  contribute(a, w, done(a, node));
+}
+
 /* gather(table, ids): gather_grad(ids, g) scatters rows into [num, D]. */
 static void rule_gather(autodiff *a, ir_node *n, ir_value *g) {
   ir_value *table = in(n, 0);
@@ -658,6 +694,7 @@ static const grad_rule rules[IR_OP_COUNT] = {
     [IR_OP_nll_loss] = {.fn = rule_nll_loss},
     [IR_OP_matmul] = {.fn = rule_matmul},
     [IR_OP_conv] = {.fn = rule_conv},
+    [IR_OP_conv_concat] = {.fn = rule_conv_concat},
     [IR_OP_maxpool] = {.fn = rule_of_input, .grad_op = IR_OP_maxpool_grad},
     [IR_OP_avgpool] = {.fn = rule_of_input, .grad_op = IR_OP_avgpool_grad},
     [IR_OP_upsample] = {.fn = rule_of_input, .grad_op = IR_OP_upsample_grad},

@@ -574,6 +574,80 @@ static bool run_conv(exec *e) {
   return true;
 }
 
+/* conv_concat and its gradients, as the unfused graph computes them: the
+ * concatenation of the upsampled parts is materialised (this is the
+ * reference the fused kernels are checked against). `first` is the
+ * index of the first part among the inputs. */
+static double *concat_parts(exec *e, int first, const ir_type *x) {
+  const int64_t *scales;
+  ir_get_ints(e->n, "scales", &scales);
+  double *cat = calloc((size_t)numel(x), sizeof *cat);
+  if (!cat) return NULL;
+  int64_t h = x->dims[2], w = x->dims[3], c0 = 0;
+  for (int i = 0; first + i < e->n->num_inputs; i++) {
+    const ir_type *t = arg_type(e, first + i);
+    const double *src = arg(e, first + i);
+    int64_t s = scales[i], c = t->dims[1];
+    for (int64_t nn = 0; nn < x->dims[0]; nn++)
+      for (int64_t ch = 0; ch < c; ch++)
+        for (int64_t iy = 0; iy < h; iy++)
+          for (int64_t ix = 0; ix < w; ix++)
+            cat[((nn * x->dims[1] + c0 + ch) * h + iy) * w + ix] =
+                src[((nn * c + ch) * (h / s) + iy / s) * (w / s) + ix / s];
+    c0 += c;
+  }
+  return cat;
+}
+
+static bool run_conv_concat(exec *e) {
+  ir_op op = e->n->op;
+  const int64_t *scales, *dims;
+  ir_get_ints(e->n, "scales", &scales);
+  ir_type x;
+  if (op == IR_OP_conv_concat_grad_input) {
+    ir_get_ints(e->n, "input_shape", &dims);
+    x = ir_type_make(IR_f32, 4, dims);
+  } else {
+    const ir_type *x0 = arg_type(e, 1);
+    int64_t c = 0;
+    for (int i = 1; i < e->n->num_inputs; i++) c += arg_type(e, i)->dims[1];
+    int64_t d[4] = {x0->dims[0], c, x0->dims[2] * scales[0], x0->dims[3] * scales[0]};
+    x = ir_type_make(IR_f32, 4, d);
+  }
+  const ir_type *w = op == IR_OP_conv_concat ? arg_type(e, 0)
+                     : op == IR_OP_conv_concat_grad_input ? arg_type(e, 1) : e->yt;
+  const ir_type *y = op == IR_OP_conv_concat ? e->yt : arg_type(e, 0);
+  window q = window_of(e->n, &x, y, w->dims + 2, 1, 1);
+  double *cat = op == IR_OP_conv_concat_grad_input ? calloc((size_t)numel(&x), sizeof *cat)
+                                                   : concat_parts(e, 1, &x);
+  if (!cat) return fail(e, "out of memory");
+  conv_args a = {.out = op == IR_OP_conv_concat_grad_input ? cat : e->y};
+  fill(e->y, numel(e->yt), 0.0);
+  if (op == IR_OP_conv_concat) a.x = cat, a.w = arg(e, 0);
+  if (op == IR_OP_conv_concat_grad_input) a.y = arg(e, 0), a.w = arg(e, 1);
+  if (op == IR_OP_conv_concat_grad_weight) a.x = cat, a.y = arg(e, 0);
+  conv_loop(&q,
+            op == IR_OP_conv_concat              ? CONV_FORWARD
+            : op == IR_OP_conv_concat_grad_input ? CONV_GRAD_INPUT
+                                                 : CONV_GRAD_WEIGHT,
+            &a);
+  if (op == IR_OP_conv_concat_grad_input) { /* this part's channels, copies summed */
+    const int64_t *channels;
+    ir_get_ints(e->n, "channels", &channels);
+    int64_t part = ir_get_int(e->n, "part", 0), c0 = 0;
+    for (int64_t i = 0; i < part; i++) c0 += channels[i];
+    int64_t s = scales[part], c = channels[part], h = x.dims[2], wd = x.dims[3];
+    for (int64_t nn = 0; nn < x.dims[0]; nn++)
+      for (int64_t ch = 0; ch < c; ch++)
+        for (int64_t iy = 0; iy < h; iy++)
+          for (int64_t ix = 0; ix < wd; ix++)
+            e->y[((nn * c + ch) * (h / s) + iy / s) * (wd / s) + ix / s] +=
+                cat[((nn * x.dims[1] + c0 + ch) * h + iy) * wd + ix];
+  }
+  free(cat);
+  return true;
+}
+
 static window pool_window(const exec *e) {
   const int64_t *k;
   int count = ir_get_ints(e->n, "kernel", &k);
@@ -997,6 +1071,9 @@ static const op_fn ops[IR_OP_COUNT] = {
     [IR_OP_nll_loss_grad] = run_nll,
     [IR_OP_conv_grad_input] = run_conv,
     [IR_OP_conv_grad_weight] = run_conv,
+    [IR_OP_conv_concat] = run_conv_concat,
+    [IR_OP_conv_concat_grad_input] = run_conv_concat,
+    [IR_OP_conv_concat_grad_weight] = run_conv_concat,
     [IR_OP_maxpool_grad] = run_pool,
     [IR_OP_avgpool_grad] = run_pool,
     [IR_OP_upsample_grad] = run_upsample,

@@ -286,6 +286,9 @@ bool ir_pass_fuse_attention(ir_graph *g, char *err, size_t errlen);
 /* fuse_gating.c: gate and up projections of a GLU as one GEMM with a glu
  * epilogue (before autodiff). */
 bool ir_pass_fuse_gating(ir_graph *g, char *err, size_t errlen);
+/* fuse_conv.c: conv over concat(upsample(a), b) reads the parts in place
+ * (conv_concat; before autodiff). */
+bool ir_pass_fuse_conv(ir_graph *g, char *err, size_t errlen);
 /* fuse_cross_entropy.c: log_softmax + nll_loss into softmax_cross_entropy
  * (before autodiff). */
 bool ir_pass_fuse_cross_entropy(ir_graph *g, char *err, size_t errlen);

@@ -13,6 +13,7 @@ static const ir_pass_info pipeline[] = {
     {"expand", "expanded", ir_pass_expand},
     {"fuse_attention", "fused", ir_pass_fuse_attention},
     {"fuse_gating", "fused", ir_pass_fuse_gating},
+    {"fuse_conv", "fused", ir_pass_fuse_conv},
     {"fuse_cross_entropy", "fused", ir_pass_fuse_cross_entropy},
     {"autodiff", "autodiff", ir_pass_autodiff},
     {"recompute", "final", ir_pass_recompute},

@@ -40,6 +40,8 @@ SHAPE_RULE(ir_shape_softmax_cross_entropy)
 SHAPE_RULE(ir_shape_softmax_cross_entropy_grad)
 SHAPE_RULE(ir_shape_glu)
 SHAPE_RULE(ir_shape_glu_grad)
+SHAPE_RULE(ir_shape_conv_concat)
+SHAPE_RULE(ir_shape_conv_concat_grad)
 #undef SHAPE_RULE
 
 /* Broadcasts two shapes as PyTorch does; false if they do not. */

@@ -169,3 +169,148 @@ bool ir_shape_glu_grad(ir_node *node, char *err, size_t errlen) {
   node->results[0]->type = *h;
   return true;
 }
+
+/* ---- conv_concat ---- */
+
+enum { CONV_CAT_MAX_PARTS = 3, CONV_CAT_LIMIT = 1 << 30 };
+
+/* stride, padding, dilation as [h, w] pairs (absent: 1, 0, 1; one value
+ * serves both), each in a range where the output-size arithmetic cannot
+ * overflow. */
+static bool conv_cat_windows(const ir_node *n, int64_t st[2], int64_t pd[2], int64_t dl[2],
+                             char *err, size_t errlen) {
+  static const char *const names[3] = {"stride", "padding", "dilation"};
+  int64_t *outs[3] = {st, pd, dl};
+  const int64_t lows[3] = {1, 0, 1}, defaults[3] = {1, 0, 1};
+  for (int a = 0; a < 3; a++) {
+    const int64_t *v;
+    int count = ir_get_ints(n, names[a], &v);
+    if (count > 2)
+      return fail(err, errlen, "%s: '%s' must have 1 or 2 values", ir_op_get(n->op)->name, names[a]);
+    for (int i = 0; i < 2; i++) {
+      outs[a][i] = count == 0 ? defaults[a] : v[count == 1 ? 0 : i];
+      if (outs[a][i] < lows[a] || outs[a][i] > CONV_CAT_LIMIT)
+        return fail(err, errlen, "%s: '%s' out of range", ir_op_get(n->op)->name, names[a]);
+    }
+  }
+  return true;
+}
+
+/* The parts' scales; *count of them, each in [1, 64]. */
+static bool conv_cat_scales(const ir_node *n, int parts, const int64_t **scales, char *err,
+                            size_t errlen) {
+  const char *name = ir_op_get(n->op)->name;
+  if (ir_get_ints(n, "scales", scales) != parts)
+    return fail(err, errlen, "%s: 'scales' must have one value per part (%d)", name, parts);
+  for (int i = 0; i < parts; i++)
+    if ((*scales)[i] < 1 || (*scales)[i] > 64)
+      return fail(err, errlen, "%s: scales must be in [1, 64]", name);
+  return true;
+}
+
+static bool f32_rank4(const ir_type *t) { return t->dtype == IR_f32 && t->rank == 4; }
+
+/* The convolution's output [N, O, OH, OW] from the concatenation's
+ * shape x [N, C, H, W] and the weight w [O, C, KH, KW]. */
+static bool conv_cat_output(const ir_node *n, const ir_type *x, const ir_type *w, ir_type *y,
+                            char *err, size_t errlen) {
+  const char *name = ir_op_get(n->op)->name;
+  int64_t st[2], pd[2], dl[2];
+  if (!conv_cat_windows(n, st, pd, dl, err, errlen)) return false;
+  if (!f32_rank4(w) || w->dims[1] != x->dims[1])
+    return fail(err, errlen, "%s: weight must be f32 [O, %lld, KH, KW]", name, (long long)x->dims[1]);
+  *y = *x;
+  y->dims[1] = w->dims[0];
+  for (int i = 0; i < 2; i++) {
+    int64_t len = x->dims[2 + i], k = w->dims[2 + i];
+    if (len > CONV_CAT_LIMIT || k > CONV_CAT_LIMIT)
+      return fail(err, errlen, "%s: sizes out of range", name);
+    int64_t inner = len + 2 * pd[i] - dl[i] * (k - 1) - 1;
+    if (inner < 0) return fail(err, errlen, "%s: the kernel does not fit the input", name);
+    y->dims[2 + i] = inner / st[i] + 1;
+  }
+  return true;
+}
+
+/* (w, x0, x1?, x2?) -> y; *x is the concatenation's type. */
+static bool conv_cat_input(const ir_node *n, int first, ir_type *x, char *err, size_t errlen) {
+  const char *name = ir_op_get(n->op)->name;
+  int parts = n->num_inputs - first;
+  const int64_t *scales;
+  if (!conv_cat_scales(n, parts, &scales, err, errlen)) return false;
+  int64_t channels = 0;
+  for (int i = 0; i < parts; i++) {
+    const ir_type *t = &n->inputs[first + i]->type, *t0 = &n->inputs[first]->type;
+    if (!f32_rank4(t)) return fail(err, errlen, "%s: part %d must be f32 [N, C, H, W]", name, i);
+    if (t->dims[1] > CONV_CAT_LIMIT || t->dims[2] > CONV_CAT_LIMIT || t->dims[3] > CONV_CAT_LIMIT)
+      return fail(err, errlen, "%s: sizes out of range", name);
+    if (t->dims[0] != t0->dims[0] || t->dims[2] * scales[i] != t0->dims[2] * scales[0] ||
+        t->dims[3] * scales[i] != t0->dims[3] * scales[0])
+      return fail(err, errlen, "%s: part %d does not match part 0 once upsampled", name, i);
+    channels += t->dims[1];
+  }
+  const ir_type *t0 = &n->inputs[first]->type;
+  int64_t dims[4] = {t0->dims[0], channels, t0->dims[2] * scales[0], t0->dims[3] * scales[0]};
+  *x = ir_type_make(IR_f32, 4, dims);
+  return true;
+}
+
+bool ir_shape_conv_concat(ir_node *node, char *err, size_t errlen) {
+  ir_type x, y;
+  if (node->num_inputs - 1 > CONV_CAT_MAX_PARTS)
+    return fail(err, errlen, "conv_concat: at most %d parts", CONV_CAT_MAX_PARTS);
+  if (!conv_cat_input(node, 1, &x, err, errlen) ||
+      !conv_cat_output(node, &x, &node->inputs[0]->type, &y, err, errlen))
+    return false;
+  node->results[0]->type = y;
+  return true;
+}
+
+/* conv_concat_grad_input(g, w) -> part `part` of input_shape;
+ * conv_concat_grad_weight(g, x0, ...) -> weight_shape. */
+bool ir_shape_conv_concat_grad(ir_node *node, char *err, size_t errlen) {
+  const char *name = ir_op_get(node->op)->name;
+  const ir_type *g = &node->inputs[0]->type;
+  ir_type x, w, y;
+  if (node->op == IR_OP_conv_concat_grad_weight) {
+    if (node->num_inputs - 1 > CONV_CAT_MAX_PARTS)
+      return fail(err, errlen, "%s: at most %d parts", name, CONV_CAT_MAX_PARTS);
+    const int64_t *ws;
+    if (ir_get_ints(node, "weight_shape", &ws) != 4)
+      return fail(err, errlen, "%s: 'weight_shape' must have 4 dims", name);
+    for (int i = 0; i < 4; i++)
+      if (ws[i] <= 0 || ws[i] > CONV_CAT_LIMIT)
+        return fail(err, errlen, "%s: 'weight_shape' dims out of range", name);
+    w = ir_type_make(IR_f32, 4, ws);
+    if (!conv_cat_input(node, 1, &x, err, errlen)) return false;
+    node->results[0]->type = w;
+  } else {
+    const int64_t *xs, *channels, *scales;
+    int parts = ir_get_ints(node, "channels", &channels);
+    int64_t part = ir_get_int(node, "part", -1);
+    if (parts < 1 || parts > CONV_CAT_MAX_PARTS || part < 0 || part >= parts)
+      return fail(err, errlen, "%s: 'channels' must list 1 to %d parts and 'part' one of them",
+                  name, CONV_CAT_MAX_PARTS);
+    if (!conv_cat_scales(node, parts, &scales, err, errlen)) return false;
+    if (ir_get_ints(node, "input_shape", &xs) != 4)
+      return fail(err, errlen, "%s: 'input_shape' must have 4 dims", name);
+    int64_t sum = 0;
+    for (int i = 0; i < 4; i++)
+      if (xs[i] <= 0 || xs[i] > CONV_CAT_LIMIT)
+        return fail(err, errlen, "%s: 'input_shape' dims out of range", name);
+    for (int i = 0; i < parts; i++) {
+      if (channels[i] <= 0 || channels[i] > CONV_CAT_LIMIT || xs[2] % scales[i] || xs[3] % scales[i])
+        return fail(err, errlen, "%s: part %d does not divide the input", name, i);
+      sum += channels[i];
+    }
+    if (sum != xs[1]) return fail(err, errlen, "%s: 'channels' must sum to the input's", name);
+    x = ir_type_make(IR_f32, 4, xs);
+    w = node->inputs[1]->type;
+    int64_t dims[4] = {xs[0], channels[part], xs[2] / scales[part], xs[3] / scales[part]};
+    node->results[0]->type = ir_type_make(IR_f32, 4, dims);
+  }
+  if (!conv_cat_output(node, &x, &w, &y, err, errlen)) return false;
+  if (!ir_type_equal(g, &y))
+    return fail(err, errlen, "%s: g must have the convolution's output shape", name);
+  return true;
+}

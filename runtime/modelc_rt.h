@@ -419,6 +419,27 @@ void modelc_rt_conv2d_grad_input(modelc_rt_real *dx, const modelc_rt_real *g,
 void modelc_rt_conv2d_grad_weight(modelc_rt_real *dw, const modelc_rt_real *x,
                                   const modelc_rt_real *g, const modelc_rt_conv *p);
 
+/* conv_concat (fuse_conv): the convolution of concat(upsample(x0, up[0]),
+ * x1, ..., axis 1) with nearest upsampling, reading each part in place:
+ * part i is [N, channels[i], H/up[i], W/up[i]] (up 1: not upsampled),
+ * conv.c the channels' sum and conv.h, conv.w the concatenation's size;
+ * groups 1. Absent parts are NULL. grad_input writes the gradient of one
+ * part (its own shape); grad_weight reads the parts like the forward. */
+enum { MODELC_RT_CONV_PARTS = 3 };
+typedef struct modelc_rt_conv_cat {
+  modelc_rt_conv conv;
+  int64_t parts, channels[MODELC_RT_CONV_PARTS], up[MODELC_RT_CONV_PARTS];
+} modelc_rt_conv_cat;
+void modelc_rt_conv2d_cat(modelc_rt_real *y, const modelc_rt_real *w, const modelc_rt_conv_cat *q,
+                          const modelc_rt_real *x0, const modelc_rt_real *x1,
+                          const modelc_rt_real *x2);
+void modelc_rt_conv2d_cat_grad_input(modelc_rt_real *dx, const modelc_rt_real *g,
+                                     const modelc_rt_real *w, const modelc_rt_conv_cat *q,
+                                     int64_t part);
+void modelc_rt_conv2d_cat_grad_weight(modelc_rt_real *dw, const modelc_rt_real *g,
+                                      const modelc_rt_conv_cat *q, const modelc_rt_real *x0,
+                                      const modelc_rt_real *x1, const modelc_rt_real *x2);
+
 /* precision: bf16 (rt_lowp.c): the same products with both operands
  * rounded to bfloat16 (nearest, ties to even) and f32 accumulation (in
  * the double build: rounded the same way, accumulated in double). */
@@ -433,6 +454,15 @@ void modelc_rt_conv2d_grad_input_bf16(modelc_rt_real *dx, const modelc_rt_real *
                                       const modelc_rt_real *w, const modelc_rt_conv *p);
 void modelc_rt_conv2d_grad_weight_bf16(modelc_rt_real *dw, const modelc_rt_real *x,
                                        const modelc_rt_real *g, const modelc_rt_conv *p);
+void modelc_rt_conv2d_cat_bf16(modelc_rt_real *y, const modelc_rt_real *w,
+                               const modelc_rt_conv_cat *q, const modelc_rt_real *x0,
+                               const modelc_rt_real *x1, const modelc_rt_real *x2);
+void modelc_rt_conv2d_cat_grad_input_bf16(modelc_rt_real *dx, const modelc_rt_real *g,
+                                          const modelc_rt_real *w, const modelc_rt_conv_cat *q,
+                                          int64_t part);
+void modelc_rt_conv2d_cat_grad_weight_bf16(modelc_rt_real *dw, const modelc_rt_real *g,
+                                           const modelc_rt_conv_cat *q, const modelc_rt_real *x0,
+                                           const modelc_rt_real *x1, const modelc_rt_real *x2);
 
 /* Pooling NCHW x [N,C,H,W] -> y [N,C,OH,OW]; avgpool counts padding
  * (count_include_pad=True, PyTorch's default). */

@@ -5,12 +5,18 @@
  * Convolution lowers to GEMM through im2col. For a chunk of nb images
  * and one group, col [K, nb*OH*OW] holds for every output pixel the K =
  * Cg*KH*KW input values its kernel window sees (0 in the padding);
- * col_i are image i's columns, Cg = C/groups, Og = O/groups. Then
- *   forward      y_g [Og, OH*OW] = w_g [Og, K] col_i           per image
- *   grad input   dcol_i [K, OH*OW] = w_g^T g_g, summed back onto dx
- *                (col2im)                                      per image
- *   grad weight  dw_g [Og, K] += gcat [Og, nb*OH*OW] col^T     per chunk
+ * col_i are image i's columns, Cg = C/groups, Og = O/groups; gcat [Og,
+ * nb*OH*OW] holds the chunk's rows of g_g side by side. Then, one GEMM
+ * per chunk and group (wide: small images make narrow per-image ones):
+ *   forward      ycat [Og, nb*OH*OW] = w_g [Og, K] col, rows into y
+ *   grad input   dcol [K, nb*OH*OW] = w_g^T gcat, summed back onto dx
+ *                (col2im)
+ *   grad weight  dw_g [Og, K] += gcat col^T
  * A 1x1 kernel with stride 1 and no padding needs no col: it is x.
+ *
+ * The input may be a virtual concatenation of nearest-upsampled parts
+ * (conv_concat, made by ir/fuse_conv.c): im2col and col2im read and
+ * write each part in place through the upsampling's index map.
  *
  * Chunks keep col under 8 MiB. Threads: OpenMP parallelises im2col and
  * col2im over a chunk; the GEMMs, called one after another outside any
@@ -58,16 +64,43 @@ static int64_t conv_chunk(const modelc_rt_conv *p, int64_t k) {
   return nb < 1 ? 1 : nb > p->n ? p->n : nb;
 }
 
-/* col [cg*KH*KW, nb*OH*OW] (image i in columns i*OH*OW...) from channels
- * [c0, c0+cg) of x [nb, C, H, W]. */
-static void conv_im2col(modelc_rt_real *col, const modelc_rt_real *x, int64_t nb, int64_t c0,
+/* Where the input channels come from. A plain conv reads one tensor x
+ * [N, C, H, W]; a fused conv_concat reads the parts of the channel
+ * concatenation, part i [N, c[i], H/up[i], W/up[i]] nearest-upsampled by
+ * up[i] through the index map (iy, ix) -> (iy/up, ix/up), so neither the
+ * concatenated nor the upsampled input is ever stored. */
+typedef struct conv_src {
+  int parts;
+  const modelc_rt_real *x[MODELC_RT_CONV_PARTS];
+  int64_t c[MODELC_RT_CONV_PARTS], up[MODELC_RT_CONV_PARTS];
+} conv_src;
+
+static conv_src conv_single(const modelc_rt_real *x, const modelc_rt_conv *p) {
+  conv_src s = {.parts = 1};
+  s.x[0] = x, s.c[0] = p->c, s.up[0] = 1;
+  return s;
+}
+
+/* Input channel c of image img: its plane, and the part's upsampling. */
+static const modelc_rt_real *conv_plane(const conv_src *s, const modelc_rt_conv *p, int64_t img,
+                                        int64_t c, int64_t *up) {
+  int i = 0;
+  while (i + 1 < s->parts && c >= s->c[i]) c -= s->c[i++];
+  *up = s->up[i];
+  return s->x[i] + (img * s->c[i] + c) * (p->h / s->up[i]) * (p->w / s->up[i]);
+}
+
+/* col [cg*KH*KW, nb*OH*OW] (image i in columns i*OH*OW...) from input
+ * channels [c0, c0+cg) of images [n0, n0+nb). */
+static void conv_im2col(modelc_rt_real *col, const conv_src *s, int64_t n0, int64_t nb, int64_t c0,
                         int64_t cg, const modelc_rt_conv *p) {
   int64_t rows = cg * p->kh * p->kw, plane = p->oh * p->ow, ld = nb * plane;
   CONV_OMP("omp parallel for if(nb * rows * plane >= CONV_PARALLEL_MIN)")
   for (int64_t item = 0; item < nb * rows; item++) {
     int64_t img = item / rows, row = item % rows;
-    int64_t c = row / (p->kh * p->kw), i = row / p->kw % p->kh, j = row % p->kw;
-    const modelc_rt_real *xc = x + (img * p->c + c0 + c) * p->h * p->w;
+    int64_t c = row / (p->kh * p->kw), i = row / p->kw % p->kh, j = row % p->kw, up;
+    const modelc_rt_real *xc = conv_plane(s, p, n0 + img, c0 + c, &up);
+    int64_t sw = p->w / up;
     modelc_rt_real *dst = col + row * ld + img * plane;
     int64_t off_h = i * p->dil_h - p->pad_h, off_w = j * p->dil_w - p->pad_w;
     int64_t ox_lo, ox_hi;
@@ -79,28 +112,34 @@ static void conv_im2col(modelc_rt_real *col, const modelc_rt_real *x, int64_t nb
         memset(d, 0, (size_t)p->ow * sizeof *d);
         continue;
       }
-      const modelc_rt_real *src = xc + iy * p->w + off_w;
       for (int64_t ox = 0; ox < ox_lo; ox++) d[ox] = 0.0f;
-      if (p->stride_w == 1)
-        memcpy(d + ox_lo, src + ox_lo, (size_t)(ox_hi - ox_lo) * sizeof *d);
-      else
-        for (int64_t ox = ox_lo; ox < ox_hi; ox++) d[ox] = src[ox * p->stride_w];
+      if (up == 1) {
+        const modelc_rt_real *src = xc + iy * p->w + off_w;
+        if (p->stride_w == 1)
+          memcpy(d + ox_lo, src + ox_lo, (size_t)(ox_hi - ox_lo) * sizeof *d);
+        else
+          for (int64_t ox = ox_lo; ox < ox_hi; ox++) d[ox] = src[ox * p->stride_w];
+      } else {
+        const modelc_rt_real *src = xc + iy / up * sw;
+        for (int64_t ox = ox_lo; ox < ox_hi; ox++) d[ox] = src[(ox * p->stride_w + off_w) / up];
+      }
       for (int64_t ox = ox_hi; ox < p->ow; ox++) d[ox] = 0.0f;
     }
   }
 }
 
-/* Channels [c0, c0+cg) of dx [nb, C, H, W] = col [cg*KH*KW, nb*OH*OW]
- * summed back onto the inputs each entry came from (padding dropped).
- * (image, channel) pairs are independent. */
+/* dx [nb, cx, H/up, W/up] channels [c0, c0+cg) = col [cg*KH*KW,
+ * nb*OH*OW] summed back onto the inputs each entry came from (padding
+ * dropped; an upsampled input sums its up x up copies). (image,
+ * channel) pairs are independent. */
 static void conv_col2im(modelc_rt_real *dx, const modelc_rt_real *col, int64_t nb, int64_t c0,
-                        int64_t cg, const modelc_rt_conv *p) {
-  int64_t plane = p->oh * p->ow, ld = nb * plane;
+                        int64_t cg, int64_t cx, int64_t up, const modelc_rt_conv *p) {
+  int64_t plane = p->oh * p->ow, ld = nb * plane, sh = p->h / up, sw = p->w / up;
   CONV_OMP("omp parallel for if(nb * cg * p->kh * p->kw * plane >= CONV_PARALLEL_MIN)")
   for (int64_t item = 0; item < nb * cg; item++) {
     int64_t img = item / cg, c = item % cg;
-    modelc_rt_real *dxc = dx + (img * p->c + c0 + c) * p->h * p->w;
-    memset(dxc, 0, (size_t)(p->h * p->w) * sizeof *dxc);
+    modelc_rt_real *dxc = dx + (img * cx + c0 + c) * sh * sw;
+    memset(dxc, 0, (size_t)(sh * sw) * sizeof *dxc);
     for (int64_t i = 0; i < p->kh; i++)
       for (int64_t j = 0; j < p->kw; j++) {
         const modelc_rt_real *src = col + ((c * p->kh + i) * p->kw + j) * ld + img * plane;
@@ -110,27 +149,39 @@ static void conv_col2im(modelc_rt_real *dx, const modelc_rt_real *col, int64_t n
         for (int64_t oy = 0; oy < p->oh; oy++) {
           int64_t iy = oy * p->stride_h + off_h;
           if (iy < 0 || iy >= p->h) continue;
-          modelc_rt_real *d = dxc + iy * p->w + off_w;
           const modelc_rt_real *s = src + oy * p->ow;
-          for (int64_t ox = ox_lo; ox < ox_hi; ox++) d[ox * p->stride_w] += s[ox];
+          if (up == 1) {
+            modelc_rt_real *d = dxc + iy * p->w + off_w;
+            for (int64_t ox = ox_lo; ox < ox_hi; ox++) d[ox * p->stride_w] += s[ox];
+          } else {
+            modelc_rt_real *d = dxc + iy / up * sw;
+            for (int64_t ox = ox_lo; ox < ox_hi; ox++) d[(ox * p->stride_w + off_w) / up] += s[ox];
+          }
         }
       }
   }
 }
 
-/* Without memory for col: direct loops, slow but exact. `which` 0: y =
- * conv(x, w); 1: dx from g and w; 2: dw from x and g. */
-static void conv_direct(modelc_rt_real *out, const modelc_rt_real *a, const modelc_rt_real *b,
-                        const modelc_rt_conv *p, int which) {
-  int64_t cg = p->c / p->groups, og = p->o / p->groups;
+/* Without memory for col: direct loops, slow but exact, reading the
+ * input through its source. `which` 0: out = y from x (s) and b = w;
+ * 1: out = dx from a = g and b = w, where dx holds input channels
+ * [first, first + cx) stored at 1/up of the input's size; 2: out = dw
+ * from x (s) and a = g. */
+static void conv_direct(modelc_rt_real *out, const conv_src *s, const modelc_rt_real *a,
+                        const modelc_rt_real *b, const modelc_rt_conv *p, int which, int64_t first,
+                        int64_t cx, int64_t up) {
+  int64_t cg = p->c / p->groups, og = p->o / p->groups, sh = p->h / up, sw = p->w / up;
   int64_t n_out = which == 0   ? p->n * p->o * p->oh * p->ow
-                  : which == 1 ? p->n * p->c * p->h * p->w
+                  : which == 1 ? p->n * cx * sh * sw
                                : p->o * cg * p->kh * p->kw;
   memset(out, 0, (size_t)n_out * sizeof *out);
   for (int64_t n = 0; n < p->n; n++)
-    for (int64_t oc = 0; oc < p->o; oc++) {
-      int64_t g = oc / og;
-      for (int64_t c = 0; c < cg; c++)
+    for (int64_t oc = 0; oc < p->o; oc++)
+      for (int64_t c = 0; c < cg; c++) {
+        int64_t ch = oc / og * cg + c, xup = 1;
+        if (which == 1 && (ch < first || ch >= first + cx)) continue;
+        const modelc_rt_real *xc = which == 1 ? NULL : conv_plane(s, p, n, ch, &xup);
+        modelc_rt_real *dxc = which == 1 ? out + (n * cx + ch - first) * sh * sw : NULL;
         for (int64_t i = 0; i < p->kh; i++)
           for (int64_t j = 0; j < p->kw; j++)
             for (int64_t oy = 0; oy < p->oh; oy++) {
@@ -139,18 +190,121 @@ static void conv_direct(modelc_rt_real *out, const modelc_rt_real *a, const mode
               for (int64_t ox = 0; ox < p->ow; ox++) {
                 int64_t ix = ox * p->stride_w - p->pad_w + j * p->dil_w;
                 if (ix < 0 || ix >= p->w) continue;
-                int64_t xi = ((n * p->c + g * cg + c) * p->h + iy) * p->w + ix;
                 int64_t wi = ((oc * cg + c) * p->kh + i) * p->kw + j;
                 int64_t yi = ((n * p->o + oc) * p->oh + oy) * p->ow + ox;
+                if (which == 1) {
+                  dxc[iy / up * sw + ix / up] += a[yi] * b[wi]; /* a = g, b = w */
+                  continue;
+                }
+                modelc_rt_real xv = xc[iy / xup * (p->w / xup) + ix / xup];
                 if (which == 0)
-                  out[yi] += a[xi] * b[wi]; /* a = x, b = w */
-                else if (which == 1)
-                  out[xi] += a[yi] * b[wi]; /* a = g, b = w */
+                  out[yi] += xv * b[wi]; /* b = w */
                 else
-                  out[wi] += a[xi] * b[yi]; /* a = x, b = g */
+                  out[wi] += xv * a[yi]; /* a = g */
               }
             }
+      }
+}
+
+/* g_g's rows of images [n0, n0+nb) side by side: gcat [Og, nb*OH*OW]. */
+static void conv_gather_rows(modelc_rt_real *gcat, const modelc_rt_real *g, int64_t n0, int64_t nb,
+                             int64_t c0, int64_t og, const modelc_rt_conv *p) {
+  int64_t plane = p->oh * p->ow, ld = nb * plane;
+  CONV_OMP("omp parallel for if(nb * og * plane >= CONV_PARALLEL_MIN)")
+  for (int64_t item = 0; item < nb * og; item++) {
+    int64_t i = item / og, oc = item % og;
+    memcpy(gcat + oc * ld + i * plane, g + ((n0 + i) * p->o + c0 + oc) * plane,
+           (size_t)plane * sizeof *gcat);
+  }
+}
+
+/* The inverse: ycat [Og, nb*OH*OW] into y's channels [c0, c0+og). */
+static void conv_scatter_rows(modelc_rt_real *y, const modelc_rt_real *ycat, int64_t n0, int64_t nb,
+                              int64_t c0, int64_t og, const modelc_rt_conv *p) {
+  int64_t plane = p->oh * p->ow, ld = nb * plane;
+  CONV_OMP("omp parallel for if(nb * og * plane >= CONV_PARALLEL_MIN)")
+  for (int64_t item = 0; item < nb * og; item++) {
+    int64_t i = item / og, oc = item % og;
+    memcpy(y + ((n0 + i) * p->o + c0 + oc) * plane, ycat + oc * ld + i * plane,
+           (size_t)plane * sizeof *y);
+  }
+}
+
+/* The forward through im2col: per chunk of images, one GEMM ycat_g [Og,
+ * nb*OH*OW] = w_g [Og, K] col (one wide product instead of nb narrow
+ * ones), then ycat's rows into y. Returns 0, or -1 when col could not be
+ * allocated. */
+static int conv_forward(modelc_rt_real *y, const conv_src *s, const modelc_rt_real *w,
+                        const modelc_rt_conv *p) {
+  int64_t cg = p->c / p->groups, og = p->o / p->groups, k = cg * p->kh * p->kw;
+  int64_t plane = p->oh * p->ow;
+  int64_t chunk = conv_chunk(p, k);
+  modelc_rt_real *col = malloc((size_t)((k + og) * chunk * plane) * sizeof *col);
+  if (!col) return -1;
+  modelc_rt_real *ycat = col + k * chunk * plane;
+  for (int64_t n0 = 0; n0 < p->n; n0 += chunk) {
+    int64_t nb = p->n - n0 < chunk ? p->n - n0 : chunk, ld = nb * plane;
+    for (int64_t g = 0; g < p->groups; g++) {
+      conv_im2col(col, s, n0, nb, g * cg, cg, p);
+      modelc_rt_gemm(0, 0, og, ld, k, 1.0f, w + g * og * k, k, col, ld, 0.0f, ycat, ld);
+      conv_scatter_rows(y, ycat, n0, nb, g * og, og, p);
     }
+  }
+  free(col);
+  return 0;
+}
+
+/* dx holds input channels [c_first, c_first + cx), stored at 1/up of the
+ * input's height and width: per chunk and group, the channels it shares
+ * with that range, dcol [rows, nb*OH*OW] = (the matching columns of
+ * w_g)^T gcat in one GEMM, then col2im. Returns -1 when col could not be
+ * allocated. */
+static int conv_grad_input_into(modelc_rt_real *dx, int64_t c_first, int64_t cx, int64_t up,
+                                const modelc_rt_real *g, const modelc_rt_real *w,
+                                const modelc_rt_conv *p) {
+  int64_t cg = p->c / p->groups, og = p->o / p->groups, k = cg * p->kh * p->kw;
+  int64_t plane = p->oh * p->ow, taps = p->kh * p->kw, in_plane = (p->h / up) * (p->w / up);
+  int64_t chunk = conv_chunk(p, k);
+  modelc_rt_real *col = malloc((size_t)((k + og) * chunk * plane) * sizeof *col);
+  if (!col) return -1;
+  modelc_rt_real *gcat = col + k * chunk * plane;
+  for (int64_t n0 = 0; n0 < p->n; n0 += chunk) {
+    int64_t nb = p->n - n0 < chunk ? p->n - n0 : chunk, ld = nb * plane;
+    for (int64_t gr = 0; gr < p->groups; gr++) {
+      int64_t lo = conv_max(gr * cg, c_first), hi = conv_min((gr + 1) * cg, c_first + cx);
+      if (lo >= hi) continue;
+      int64_t rows = (hi - lo) * taps, koff = (lo - gr * cg) * taps;
+      conv_gather_rows(gcat, g, n0, nb, gr * og, og, p);
+      modelc_rt_gemm(1, 0, rows, ld, og, 1.0f, w + gr * og * k + koff, k, gcat, ld, 0.0f, col, ld);
+      conv_col2im(dx + n0 * cx * in_plane, col, nb, lo - c_first, hi - lo, cx, up, p);
+    }
+  }
+  free(col);
+  return 0;
+}
+
+/* dw_g [Og, K] = sum over chunks of gcat [Og, nb*OH*OW] col^T: a chunk of
+ * images is one GEMM, g_g's rows gathered next to col. Returns -1 when
+ * col could not be allocated. */
+static int conv_grad_weight_from(modelc_rt_real *dw, const conv_src *s, const modelc_rt_real *g,
+                                 const modelc_rt_conv *p) {
+  int64_t cg = p->c / p->groups, og = p->o / p->groups, k = cg * p->kh * p->kw;
+  int64_t plane = p->oh * p->ow;
+  memset(dw, 0, (size_t)(p->o * k) * sizeof *dw);
+  int64_t chunk = conv_chunk(p, k);
+  modelc_rt_real *col = malloc((size_t)((k + og) * chunk * plane) * sizeof *col);
+  if (!col) return -1;
+  modelc_rt_real *gcat = col + k * chunk * plane;
+  for (int64_t n0 = 0; n0 < p->n; n0 += chunk) {
+    int64_t nb = p->n - n0 < chunk ? p->n - n0 : chunk, ld = nb * plane;
+    for (int64_t gr = 0; gr < p->groups; gr++) {
+      conv_im2col(col, s, n0, nb, gr * cg, cg, p);
+      conv_gather_rows(gcat, g, n0, nb, gr * og, og, p);
+      modelc_rt_gemm(0, 1, og, k, ld, 1.0f, gcat, ld, col, ld, 1.0f, dw + gr * og * k, k);
+    }
+  }
+  free(col);
+  return 0;
 }
 
 /* y [N,O,OH,OW] = x [N,C,H,W] (*) w [O,C/groups,KH,KW]. */
@@ -166,23 +320,8 @@ void modelc_rt_conv2d(modelc_rt_real *y, const modelc_rt_real *x, const modelc_r
                        y + (n * p->o + g * og) * plane, plane);
     return;
   }
-  int64_t chunk = conv_chunk(p, k);
-  modelc_rt_real *col = malloc((size_t)(k * chunk * plane) * sizeof *col);
-  if (!col) {
-    conv_direct(y, x, w, p, 0);
-    return;
-  }
-  for (int64_t n0 = 0; n0 < p->n; n0 += chunk) {
-    int64_t nb = p->n - n0 < chunk ? p->n - n0 : chunk;
-    for (int64_t g = 0; g < p->groups; g++) {
-      conv_im2col(col, x + n0 * p->c * in_plane, nb, g * cg, cg, p);
-      /* y_g [Og, OH*OW] = w_g [Og, K] col_i [K, OH*OW] */
-      for (int64_t i = 0; i < nb; i++)
-        modelc_rt_gemm(0, 0, og, plane, k, 1.0f, w + g * og * k, k, col + i * plane, nb * plane,
-                       0.0f, y + ((n0 + i) * p->o + g * og) * plane, plane);
-    }
-  }
-  free(col);
+  conv_src s = conv_single(x, p);
+  if (conv_forward(y, &s, w, p) != 0) conv_direct(y, &s, NULL, w, p, 0, 0, 0, 1);
 }
 
 /* dx [N,C,H,W] from g [N,O,OH,OW] and w [O,C/groups,KH,KW]. */
@@ -198,24 +337,7 @@ void modelc_rt_conv2d_grad_input(modelc_rt_real *dx, const modelc_rt_real *g,
                        dx + (n * p->c + gr * cg) * in_plane, plane);
     return;
   }
-  int64_t chunk = conv_chunk(p, k);
-  modelc_rt_real *col = malloc((size_t)(k * chunk * plane) * sizeof *col);
-  if (!col) {
-    conv_direct(dx, g, w, p, 1);
-    return;
-  }
-  for (int64_t n0 = 0; n0 < p->n; n0 += chunk) {
-    int64_t nb = p->n - n0 < chunk ? p->n - n0 : chunk;
-    for (int64_t gr = 0; gr < p->groups; gr++) {
-      /* dcol_i [K, OH*OW] = w_g^T [K, Og] g_g [Og, OH*OW] */
-      for (int64_t i = 0; i < nb; i++)
-        modelc_rt_gemm(1, 0, k, plane, og, 1.0f, w + gr * og * k, k,
-                       g + ((n0 + i) * p->o + gr * og) * plane, plane, 0.0f, col + i * plane,
-                       nb * plane);
-      conv_col2im(dx + n0 * p->c * in_plane, col, nb, gr * cg, cg, p);
-    }
-  }
-  free(col);
+  if (conv_grad_input_into(dx, 0, p->c, 1, g, w, p) != 0) conv_direct(dx, NULL, g, w, p, 1, 0, p->c, 1);
 }
 
 /* dw [O,C/groups,KH,KW] = sum over images of g_g col^T. */
@@ -223,35 +345,52 @@ void modelc_rt_conv2d_grad_weight(modelc_rt_real *dw, const modelc_rt_real *x,
                                   const modelc_rt_real *g, const modelc_rt_conv *p) {
   int64_t cg = p->c / p->groups, og = p->o / p->groups, k = cg * p->kh * p->kw;
   int64_t plane = p->oh * p->ow, in_plane = p->h * p->w;
-  memset(dw, 0, (size_t)(p->o * k) * sizeof *dw);
   if (conv_is_pointwise(p)) { /* dw_g [Og, Cg] += g_g [Og, H*W] x_g^T [H*W, Cg] */
+    memset(dw, 0, (size_t)(p->o * k) * sizeof *dw);
     for (int64_t n = 0; n < p->n; n++)
       for (int64_t gr = 0; gr < p->groups; gr++)
         modelc_rt_gemm(0, 1, og, k, plane, 1.0f, g + (n * p->o + gr * og) * plane, plane,
                        x + (n * p->c + gr * cg) * in_plane, plane, 1.0f, dw + gr * og * k, k);
     return;
   }
-  /* A chunk of images is one GEMM with inner dim nb*OH*OW: col [K,
-   * nb*OH*OW] and the matching g_g rows gathered into gcat [Og, nb*OH*OW]. */
-  int64_t chunk = conv_chunk(p, k);
-  modelc_rt_real *col = malloc((size_t)((k + og) * chunk * plane) * sizeof *col);
-  if (!col) {
-    conv_direct(dw, x, g, p, 2);
-    return;
-  }
-  modelc_rt_real *gcat = col + k * chunk * plane;
-  for (int64_t n0 = 0; n0 < p->n; n0 += chunk) {
-    int64_t nb = p->n - n0 < chunk ? p->n - n0 : chunk, ld = nb * plane;
-    for (int64_t gr = 0; gr < p->groups; gr++) {
-      conv_im2col(col, x + n0 * p->c * in_plane, nb, gr * cg, cg, p);
-      for (int64_t i = 0; i < nb; i++)
-        for (int64_t oc = 0; oc < og; oc++)
-          memcpy(gcat + oc * ld + i * plane, g + ((n0 + i) * p->o + gr * og + oc) * plane,
-                 (size_t)plane * sizeof *gcat);
-      modelc_rt_gemm(0, 1, og, k, ld, 1.0f, gcat, ld, col, ld, 1.0f, dw + gr * og * k, k);
-    }
-  }
-  free(col);
+  conv_src s = conv_single(x, p);
+  if (conv_grad_weight_from(dw, &s, g, p) != 0) conv_direct(dw, &s, g, NULL, p, 2, 0, 0, 1);
+}
+
+/* ---- conv_concat: conv over concat(upsample(x_i)) read in place ---- */
+
+static conv_src conv_parts(const modelc_rt_conv_cat *q, const modelc_rt_real *x0,
+                           const modelc_rt_real *x1, const modelc_rt_real *x2) {
+  conv_src s = {.parts = (int)q->parts};
+  const modelc_rt_real *xs[MODELC_RT_CONV_PARTS] = {x0, x1, x2};
+  for (int i = 0; i < s.parts; i++) s.x[i] = xs[i], s.c[i] = q->channels[i], s.up[i] = q->up[i];
+  return s;
+}
+
+void modelc_rt_conv2d_cat(modelc_rt_real *y, const modelc_rt_real *w, const modelc_rt_conv_cat *q,
+                          const modelc_rt_real *x0, const modelc_rt_real *x1,
+                          const modelc_rt_real *x2) {
+  conv_src s = conv_parts(q, x0, x1, x2);
+  if (conv_forward(y, &s, w, &q->conv) != 0) conv_direct(y, &s, NULL, w, &q->conv, 0, 0, 0, 1);
+}
+
+void modelc_rt_conv2d_cat_grad_input(modelc_rt_real *dx, const modelc_rt_real *g,
+                                     const modelc_rt_real *w, const modelc_rt_conv_cat *q,
+                                     int64_t part) {
+  const modelc_rt_conv *p = &q->conv;
+  int64_t first = 0;
+  for (int64_t i = 0; i < part; i++) first += q->channels[i];
+  int64_t cx = q->channels[part], up = q->up[part];
+  if (conv_grad_input_into(dx, first, cx, up, g, w, p) != 0)
+    conv_direct(dx, NULL, g, w, p, 1, first, cx, up);
+}
+
+void modelc_rt_conv2d_cat_grad_weight(modelc_rt_real *dw, const modelc_rt_real *g,
+                                      const modelc_rt_conv_cat *q, const modelc_rt_real *x0,
+                                      const modelc_rt_real *x1, const modelc_rt_real *x2) {
+  conv_src s = conv_parts(q, x0, x1, x2);
+  if (conv_grad_weight_from(dw, &s, g, &q->conv) != 0)
+    conv_direct(dw, &s, g, NULL, &q->conv, 2, 0, 0, 1);
 }
 
 /* ---- pooling ---- */

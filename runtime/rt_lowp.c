@@ -77,3 +77,54 @@ void modelc_rt_conv2d_grad_weight_bf16(modelc_rt_real *dw, const modelc_rt_real 
   free(x16);
   free(g16);
 }
+
+/* conv_concat's parts rounded one by one (part i holds N * channels[i] *
+ * (H/up[i]) * (W/up[i]) values). */
+static void lowp_parts(const modelc_rt_conv_cat *q, const modelc_rt_real *const x[3],
+                       modelc_rt_real *x16[3]) {
+  const modelc_rt_conv *p = &q->conv;
+  for (int i = 0; i < 3; i++) {
+    x16[i] = NULL;
+    if (i < q->parts && x[i])
+      x16[i] = lowp_all(x[i], p->n * q->channels[i] * (p->h / q->up[i]) * (p->w / q->up[i]));
+  }
+}
+
+void modelc_rt_conv2d_cat_bf16(modelc_rt_real *y, const modelc_rt_real *w,
+                               const modelc_rt_conv_cat *q, const modelc_rt_real *x0,
+                               const modelc_rt_real *x1, const modelc_rt_real *x2) {
+  const modelc_rt_conv *p = &q->conv;
+  const modelc_rt_real *x[3] = {x0, x1, x2};
+  modelc_rt_real *x16[3];
+  lowp_parts(q, x, x16);
+  modelc_rt_real *w16 = lowp_all(w, p->o * p->c * p->kh * p->kw);
+  modelc_rt_conv2d_cat(y, w16 ? w16 : w, q, x16[0] ? x16[0] : x0, x16[1] ? x16[1] : x1,
+                       x16[2] ? x16[2] : x2);
+  for (int i = 0; i < 3; i++) free(x16[i]);
+  free(w16);
+}
+
+void modelc_rt_conv2d_cat_grad_input_bf16(modelc_rt_real *dx, const modelc_rt_real *g,
+                                          const modelc_rt_real *w, const modelc_rt_conv_cat *q,
+                                          int64_t part) {
+  const modelc_rt_conv *p = &q->conv;
+  modelc_rt_real *g16 = lowp_all(g, p->n * p->o * p->oh * p->ow);
+  modelc_rt_real *w16 = lowp_all(w, p->o * p->c * p->kh * p->kw);
+  modelc_rt_conv2d_cat_grad_input(dx, g16 ? g16 : g, w16 ? w16 : w, q, part);
+  free(g16);
+  free(w16);
+}
+
+void modelc_rt_conv2d_cat_grad_weight_bf16(modelc_rt_real *dw, const modelc_rt_real *g,
+                                           const modelc_rt_conv_cat *q, const modelc_rt_real *x0,
+                                           const modelc_rt_real *x1, const modelc_rt_real *x2) {
+  const modelc_rt_conv *p = &q->conv;
+  const modelc_rt_real *x[3] = {x0, x1, x2};
+  modelc_rt_real *x16[3];
+  lowp_parts(q, x, x16);
+  modelc_rt_real *g16 = lowp_all(g, p->n * p->o * p->oh * p->ow);
+  modelc_rt_conv2d_cat_grad_weight(dw, g16 ? g16 : g, q, x16[0] ? x16[0] : x0,
+                                   x16[1] ? x16[1] : x1, x16[2] ? x16[2] : x2);
+  for (int i = 0; i < 3; i++) free(x16[i]);
+  free(g16);
+}

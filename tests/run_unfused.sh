@@ -3,7 +3,7 @@
 #
 # For each case of tests/reference (the golden weights and inputs), runs
 # `modelc run --grads` twice, with every fusion (the default) and with
-# --no-fuse=attention,gating,cross_entropy,elementwise, and compares the
+# --no-fuse=attention,gating,conv,cross_entropy,elementwise, and compares the
 # two outputs (training-mode outputs, loss and every gradient) with
 # st_compare at rtol 1e-5 (atol 1e-6): fusion changes the order of
 # floating-point operations, never the result beyond that.
@@ -20,7 +20,8 @@ cases=("$@")
 if [ "${#cases[@]}" -eq 0 ]; then
   cases=(attn_plain attn_causal attn_window_global attn_gqa_rope attn_mqa_rope attn_gate
          swiglu geglu cross_entropy cross_entropy_2d layernorm rmsnorm
-         model_charlm model_llama model_sparse model_unet model_fmnist_cnn)
+         model_charlm model_llama model_sparse model_unet model_fmnist_cnn
+         conv_cat_up conv_cat3_sdg conv_up)
 fi
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
@@ -32,8 +33,8 @@ for name in "${cases[@]}"; do
   ok=1
   # the two builds must differ: fused ops in one, none in the other
   "$MODELC" ir "$spec" >"$tmp/fused.ir" 2>&1
-  "$MODELC" ir "$spec" --no-fuse=attention,gating,cross_entropy,elementwise >"$tmp/unfused.ir" 2>&1
-  fused_ops=' = (flash_attention|glu|softmax_cross_entropy|fused_elementwise) '
+  "$MODELC" ir "$spec" --no-fuse=attention,gating,conv,cross_entropy,elementwise >"$tmp/unfused.ir" 2>&1
+  fused_ops=' = (flash_attention|glu|conv_concat|softmax_cross_entropy|fused_elementwise) '
   if ! grep -Eq "$fused_ops" "$tmp/fused.ir" || grep -Eq "$fused_ops" "$tmp/unfused.ir"; then
     echo "FAIL $name: expected fused ops with fusion on and none with it off"
     failed=$((failed + 1))
@@ -41,7 +42,7 @@ for name in "${cases[@]}"; do
   fi
   for variant in fused unfused; do
     flags=()
-    [ "$variant" = unfused ] && flags=(--no-fuse=attention,gating,cross_entropy,elementwise)
+    [ "$variant" = unfused ] && flags=(--no-fuse=attention,gating,conv,cross_entropy,elementwise)
     if ! timeout "$TIMEOUT" "$MODELC" run "$spec" --weights "$g/weights.safetensors" \
       --input "$g/input.safetensors" --output "$tmp/$name.$variant.safetensors" --grads \
       "${flags[@]}" >"$tmp/log" 2>&1; then

@@ -474,10 +474,6 @@ def ints(hi, ignore=None, every=None):
     return gen
 
 
-def bits():
-    return lambda g, shape, d, prev: torch.randint(0, 2, shape, generator=g, dtype=torch.int64)
-
-
 def noisy_of(clean_name, std):
     """The input `clean_name` plus Gaussian noise (generated after it)."""
     def gen(g, shape, d, prev):
@@ -849,6 +845,33 @@ for _mode in ("nearest", "bilinear"):
     case(f"upsample_{_mode}3")(_upsample_case(3, _mode))
 
 
+# ---- convolution over upsample / concat (fuse_conv's conv_concat) ----
+@case("conv_cat_up")
+def _(m, d, x):
+    ha = x["a"] + m.param("pa", list(x["a"].shape))
+    hb = x["b"] * m.param("pb", list(x["b"].shape))
+    cat = torch.cat([_upsample(ha, 2, "nearest"), hb], dim=1)
+    y = m.conv2d("y", cat, d["O"], 3, padding=1)
+    return {"y": y, "loss": mse(y, x["target"])}
+
+
+@case("conv_cat3_sdg")
+def _(m, d, x):
+    ha = x["a"] + m.param("pa", list(x["a"].shape))
+    hc = torch.tanh(x["c"] * m.param("pc", list(x["c"].shape)))
+    cat = torch.cat([_upsample(ha, 3, "nearest"), x["b"], _upsample(hc, 3, "nearest")], dim=-3)
+    y = m.conv2d("y", cat, d["O"], [3, 2], stride=[2, 1], padding=[1, 0], dilation=[1, 2], bias=False)
+    return {"y": y, "loss": mse(y, x["target"])}
+
+
+@case("conv_up")
+def _(m, d, x):
+    h = px(m, d, x)
+    y = m.conv2d("y", _upsample(h, 2, "nearest"), d["O"], 2, stride=2)
+    z = m.conv2d("z", _upsample(y, 3, "nearest"), 2, 1)
+    return {"y": y, "z": z, "loss": mse(z, x["target"])}
+
+
 def _pool_case(fn, *args, **kw):
     def build(m, d, x):
         y = fn(px(m, d, x), *args, **kw)
@@ -883,14 +906,6 @@ def _(m, d, x):
     mask = torch.tril(torch.ones(d["T"], d["T"], dtype=torch.bool))
     fill = m.param("fill", [d["T"], d["T"]])
     y = torch.softmax(torch.where(mask, s, fill), dim=-1)
-    return {"y": y, "loss": mse(y, x["target"])}
-
-
-@case("where_input", mask=bits())
-def _(m, d, x):
-    h = px(m, d, x)
-    alt = m.param("alt", [d["D"]])
-    y = torch.where(x["mask"].bool(), h, alt)
     return {"y": y, "loss": mse(y, x["target"])}
 
 

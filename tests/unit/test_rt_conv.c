@@ -3,7 +3,9 @@
  * double on shapes with groups, strides, padding, dilation, non-square
  * kernels and size-1 dims; gradients against finite differences of the
  * forward kernel and (for the linear ops) the adjoint identity
- * <f(x), g> = <x, f'(g)>; and small cases against PyTorch. */
+ * <f(x), g> = <x, f'(g)>; and small cases against PyTorch. conv_concat's
+ * kernels against conv2d over the materialised concatenation of the
+ * upsampled parts. */
 #include <check.h>
 #include <math.h>
 #include <stdint.h>
@@ -703,6 +705,90 @@ START_TEST(upsample_grads_finite_differences) {
 }
 END_TEST
 
+/* ---- conv_concat: against conv2d over the materialised concatenation ---- */
+
+typedef struct cat_case {
+  int64_t n, h, w, o, kh, kw, sh, sw, ph, pw, dh, dw;
+  int parts;
+  int64_t c[3], up[3];
+} cat_case;
+
+static void check_close_floats(const float *got, const float *want, int64_t n, double tol,
+                               const char *what) {
+  for (int64_t i = 0; i < n; i++)
+    ck_assert_msg(fabs((double)got[i] - want[i]) <= tol * fmax(1.0, fabs((double)want[i])),
+                  "%s[%lld]: got %.9g, want %.9g", what, (long long)i, (double)got[i],
+                  (double)want[i]);
+}
+
+START_TEST(conv_cat_against_materialised) {
+  static const cat_case cases[] = {
+      /* the U-Net decoder: upsample(a) by 2, then the skip */
+      {3, 6, 8, 4, 3, 3, 1, 1, 1, 1, 1, 1, 2, {3, 2}, {2, 1}},
+      /* three parts, two upsampled by 3, strided, dilated, rectangular */
+      {2, 6, 9, 3, 3, 2, 2, 1, 1, 0, 1, 2, 3, {2, 1, 1}, {3, 1, 3}},
+      /* one part: upsample alone; 1x1 kernel (not the pointwise shortcut) */
+      {2, 4, 6, 5, 1, 1, 1, 1, 0, 0, 1, 1, 1, {3}, {2}},
+      /* concat alone, stride 2, padding 2 */
+      {1, 5, 5, 2, 3, 3, 2, 2, 2, 2, 1, 1, 2, {1, 4}, {1, 1}},
+      /* many images: col is split into chunks */
+      {40, 28, 28, 8, 3, 3, 1, 1, 1, 1, 1, 1, 2, {16, 8}, {2, 1}},
+  };
+  rng_seed(17);
+  for (size_t t = 0; t < sizeof cases / sizeof *cases; t++) {
+    const cat_case *k = &cases[t];
+    modelc_rt_conv_cat q = {.parts = k->parts};
+    int64_t c = 0;
+    for (int i = 0; i < k->parts; i++) q.channels[i] = k->c[i], q.up[i] = k->up[i], c += k->c[i];
+    int64_t oh = (k->h + 2 * k->ph - k->dh * (k->kh - 1) - 1) / k->sh + 1;
+    int64_t ow = (k->w + 2 * k->pw - k->dw * (k->kw - 1) - 1) / k->sw + 1;
+    q.conv = (modelc_rt_conv){k->n, c, k->h, k->w, k->o, k->kh, k->kw, oh, ow,
+                              k->sh, k->sw, k->ph, k->pw, k->dh, k->dw, 1};
+    int64_t plane = k->h * k->w, nx = k->n * c * plane, ny = k->n * k->o * oh * ow;
+    int64_t nw = k->o * c * k->kh * k->kw;
+    float *parts[3] = {NULL, NULL, NULL}, *cat = malloc((size_t)nx * sizeof *cat);
+    float *up = malloc((size_t)nx * sizeof *up);
+    int64_t c0 = 0;
+    for (int i = 0; i < k->parts; i++) { /* cat = concat(upsample(part i)) */
+      int64_t ph = k->h / k->up[i], pw = k->w / k->up[i];
+      parts[i] = random_floats(k->n * k->c[i] * ph * pw);
+      modelc_rt_upsample_nearest(up, parts[i], k->n * k->c[i], ph, pw, k->up[i]);
+      for (int64_t img = 0; img < k->n; img++)
+        memcpy(cat + (img * c + c0) * plane, up + img * k->c[i] * plane,
+               (size_t)(k->c[i] * plane) * sizeof *cat);
+      c0 += k->c[i];
+    }
+    float *w = random_floats(nw), *g = random_floats(ny);
+    float *y = malloc((size_t)ny * sizeof *y), *y_ref = malloc((size_t)ny * sizeof *y);
+    modelc_rt_conv2d(y_ref, cat, w, &q.conv);
+    modelc_rt_conv2d_cat(y, w, &q, parts[0], parts[1], parts[2]);
+    check_close_floats(y, y_ref, ny, 1e-5, "conv2d_cat");
+    float *dw = malloc((size_t)nw * sizeof *dw), *dw_ref = malloc((size_t)nw * sizeof *dw);
+    modelc_rt_conv2d_grad_weight(dw_ref, cat, g, &q.conv);
+    modelc_rt_conv2d_cat_grad_weight(dw, g, &q, parts[0], parts[1], parts[2]);
+    check_close_floats(dw, dw_ref, nw, 1e-5, "conv2d_cat_grad_weight");
+    float *dcat = malloc((size_t)nx * sizeof *dcat);
+    modelc_rt_conv2d_grad_input(dcat, g, w, &q.conv);
+    c0 = 0;
+    for (int i = 0; i < k->parts; i++) { /* part i's channels of dcat, copies summed */
+      int64_t ph = k->h / k->up[i], pw = k->w / k->up[i], np = k->n * k->c[i] * ph * pw;
+      for (int64_t img = 0; img < k->n; img++)
+        memcpy(up + img * k->c[i] * plane, dcat + (img * c + c0) * plane,
+               (size_t)(k->c[i] * plane) * sizeof *up);
+      float *dx = malloc((size_t)np * sizeof *dx), *dx_ref = malloc((size_t)np * sizeof *dx);
+      modelc_rt_upsample_nearest_grad(dx_ref, up, k->n * k->c[i], ph, pw, k->up[i]);
+      modelc_rt_conv2d_cat_grad_input(dx, g, w, &q, i);
+      check_close_floats(dx, dx_ref, np, 1e-5, "conv2d_cat_grad_input");
+      free(dx);
+      free(dx_ref);
+      c0 += k->c[i];
+    }
+    for (int i = 0; i < 3; i++) free(parts[i]);
+    free(cat), free(up), free(w), free(g), free(y), free(y_ref), free(dw), free(dw_ref), free(dcat);
+  }
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("rt_conv");
   TCase *tc = tcase_create("core");
@@ -716,6 +802,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, upsample_against_reference);
   tcase_add_test(tc, upsample_against_torch);
   tcase_add_test(tc, upsample_grads_finite_differences);
+  tcase_add_test(tc, conv_cat_against_materialised);
   suite_add_tcase(s, tc);
   return s;
 }
