@@ -676,7 +676,9 @@ static ir_value *emit_mlp(fe_builder *b, const fe_call *call) {
   if (!x || !fe_arg_int(b, call, "hidden", 0, &hidden) ||
       !fe_arg_word(b, call, "act", "gelu", activations, 6, &act))
     return NULL;
-  if (!require_positive(b, call, "hidden", hidden) || !require_float(b, call, x, "mlp")) return NULL;
+  if (!require_positive(b, call, "hidden", hidden) || !require_float(b, call, x, "mlp") ||
+      !require_rank(b, call, x, 1, IR_MAX_RANK, "mlp"))
+    return NULL;
   const char *prefix = fe_layer_prefix(b, call);
   int64_t d = last_dim(x);
   /* Statements, not an initialiser list: its order of evaluation is
@@ -696,7 +698,8 @@ static ir_value *emit_glu(fe_builder *b, const fe_call *call) {
   ir_value *x = arg_tensor(b, call, "x");
   int64_t hidden;
   if (!x || !fe_arg_int(b, call, "hidden", 0, &hidden)) return NULL;
-  if (!require_positive(b, call, "hidden", hidden) || !require_float(b, call, x, call->op))
+  if (!require_positive(b, call, "hidden", hidden) || !require_float(b, call, x, call->op) ||
+      !require_rank(b, call, x, 1, IR_MAX_RANK, call->op))
     return NULL;
   const char *prefix = fe_layer_prefix(b, call);
   int64_t d = last_dim(x);
