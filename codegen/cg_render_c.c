@@ -604,6 +604,27 @@ static void render_call(cg_emitter *e, const cg_program *p, const cg_entry *entr
                (long long)f, code, act);
     return;
   }
+  case IR_OP_fused_norm:
+  case IR_OP_fused_norm_grad: {
+    bool grad = n->op == IR_OP_fused_norm_grad;
+    const ir_type *x = &n->inputs[grad ? 1 : 0]->type;
+    int64_t d = x->dims[x->rank - 1], rows = numel(x) / d;
+    int rms = ir_get_bool(n, "rms", false);
+    if (!grad)
+      cg_emitf(e, "modelc_rt_norm(%s, %s, %s, %s, %s, %s, %lld, %lld, %s, %d);\n", pointer(p, k->out, true),
+               pointer(p, k->more_outs[0], true), pointer(p, k->more_outs[1], true),
+               pointer(p, k->operands[0], false), pointer(p, k->operands[1], false),
+               k->num_operands == 3 ? pointer(p, k->operands[2], false) : "NULL", (long long)rows,
+               (long long)d, cg_c_literal(p->arena, ir_get_float(n, "eps", 1e-5), IR_f64), rms);
+    else
+      cg_emitf(e, "modelc_rt_norm_grad(%s, %s, %s, %s, %s, %s, %s, %s, %s, %lld, %lld, %d);\n",
+               pointer(p, k->out, true), pointer(p, k->more_outs[0], true), pointer(p, k->more_outs[1], true),
+               pointer(p, k->operands[0], false), pointer(p, k->operands[1], false),
+               pointer(p, k->operands[2], false), pointer(p, k->operands[3], false),
+               pointer(p, k->operands[4], false), k->num_operands == 6 ? pointer(p, k->operands[5], false) : "NULL",
+               (long long)rows, (long long)d, rms);
+    return;
+  }
   case IR_OP_softmax_cross_entropy:
   case IR_OP_softmax_cross_entropy_grad: {
     const ir_type *x = &n->inputs[0]->type;

@@ -567,6 +567,30 @@ static void render_glu(cg_emitter *e, const cg_program *p, const cg_kernel *k, c
   elementwise_launch(l, rows * f);
 }
 
+/* fused_norm(x, w, b?) -> y, mean, rstd: a block per row;
+ * fused_norm_grad: a block per row of d.x, then one per column of d.w
+ * and d.b. */
+static void render_norm(cg_emitter *e, const cg_program *p, const cg_kernel *k, cg_cuda_launch *l) {
+  const ir_node *n = k->node;
+  bool grad = n->op == IR_OP_fused_norm_grad;
+  const ir_type *x = &n->inputs[grad ? 1 : 0]->type;
+  int64_t d = x->dims[x->rank - 1], rows = numel(x) / d;
+  int rms = ir_get_bool(n, "rms", false);
+  if (!grad) {
+    cg_emitf(e, "mc_norm(%s, %s, %s, %s, %s, %s, %lldLL, %lldLL, %.9gf, %d);\n", out_ptr(p, k),
+             more_out_ptr(p, k, 0), more_out_ptr(p, k, 1), in_ptr(p, k, 0), in_ptr(p, k, 1),
+             k->num_operands == 3 ? in_ptr(p, k, 2) : "nullptr", (long long)rows, (long long)d,
+             ir_get_float(n, "eps", 1e-5), rms);
+    row_launch(l, rows);
+    return;
+  }
+  cg_emitf(e, "mc_norm_grad(%s, %s, %s, %s, %s, %s, %s, %s, %s, %lldLL, %lldLL, %d);\n", out_ptr(p, k),
+           more_out_ptr(p, k, 0), more_out_ptr(p, k, 1), in_ptr(p, k, 0), in_ptr(p, k, 1), in_ptr(p, k, 2),
+           in_ptr(p, k, 3), in_ptr(p, k, 4), k->num_operands == 6 ? in_ptr(p, k, 5) : "nullptr",
+           (long long)rows, (long long)d, rms);
+  row_launch(l, rows + d);
+}
+
 /* softmax_cross_entropy(logits, targets) -> loss, lse;
  * softmax_cross_entropy_grad(logits, lse, targets, d.loss). */
 static void render_softmax_ce(cg_emitter *e, const cg_program *p, const cg_kernel *k, cg_cuda_launch *l) {
@@ -617,6 +641,8 @@ static void render_call(cg_emitter *e, const cg_program *p, const cg_kernel *k, 
   case IR_OP_flash_attention_grad: render_flash(e, p, k, l); return;
   case IR_OP_glu:
   case IR_OP_glu_grad: render_glu(e, p, k, l); return;
+  case IR_OP_fused_norm:
+  case IR_OP_fused_norm_grad: render_norm(e, p, k, l); return;
   case IR_OP_softmax_cross_entropy:
   case IR_OP_softmax_cross_entropy_grad: render_softmax_ce(e, p, k, l); return;
   default:

@@ -577,6 +577,27 @@ static void render_conv(llvm_renderer *r, const cg_kernel *k) {
   call(r, void_type(r), name, args, 4);
 }
 
+/* fused_norm and its gradient: as cg_render_c.c (runtime/rt_norm.c). */
+static void render_norm(llvm_renderer *r, const cg_kernel *k) {
+  const ir_node *n = k->node;
+  bool grad = n->op == IR_OP_fused_norm_grad;
+  const ir_type *x = &n->inputs[grad ? 1 : 0]->type;
+  int64_t d = ir_type_numel(x) ? x->dims[x->rank - 1] : 1, rows = ir_type_numel(x) / d;
+  LLVMValueRef rms = i32c(r, ir_get_bool(n, "rms", false)), null = LLVMConstNull(r->ptr);
+  if (!grad) {
+    LLVMValueRef args[10] = {out_bytes(r, k), more_out_bytes(r, 0), more_out_bytes(r, 1), in_bytes(r, k, 0),
+                             in_bytes(r, k, 1), k->num_operands == 3 ? in_bytes(r, k, 2) : null, i64c(r, rows),
+                             i64c(r, d), LLVMConstReal(LLVMDoubleTypeInContext(r->c), ir_get_float(n, "eps", 1e-5)),
+                             rms};
+    call(r, void_type(r), "modelc_rt_norm", args, 10);
+    return;
+  }
+  LLVMValueRef args[12] = {out_bytes(r, k), more_out_bytes(r, 0), more_out_bytes(r, 1), in_bytes(r, k, 0),
+                           in_bytes(r, k, 1), in_bytes(r, k, 2), in_bytes(r, k, 3), in_bytes(r, k, 4),
+                           k->num_operands == 6 ? in_bytes(r, k, 5) : null, i64c(r, rows), i64c(r, d), rms};
+  call(r, void_type(r), "modelc_rt_norm_grad", args, 12);
+}
+
 /* conv_concat and its gradients: as cg_render_c.c's render_conv_concat;
  * modelc_rt_conv_cat is 23 int64 fields, an i64 array. */
 static void render_conv_concat(llvm_renderer *r, const cg_kernel *k) {
@@ -775,6 +796,8 @@ static void render_call(llvm_renderer *r, const cg_kernel *k) {
   case IR_OP_conv_concat:
   case IR_OP_conv_concat_grad_input:
   case IR_OP_conv_concat_grad_weight: render_conv_concat(r, k); return;
+  case IR_OP_fused_norm:
+  case IR_OP_fused_norm_grad: render_norm(r, k); return;
   case IR_OP_maxpool:
   case IR_OP_avgpool:
   case IR_OP_maxpool_grad:

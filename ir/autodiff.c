@@ -659,6 +659,18 @@ static void rule_softmax_ce(autodiff *a, ir_node *n, ir_value *g) {
   contribute(a, in(n, 0), like(a, IR_OP_softmax_cross_entropy_grad, dname(a, in(n, 0), NULL), 4, ins));
 }
 
+/* fused_norm(x, w, b?) -> y, mean, rstd: fused_norm_grad(d.y, x, mean,
+ * rstd, w) gives d.x, d.w and d.b in two passes. */
+static void rule_fused_norm(autodiff *a, ir_node *n, ir_value *g) {
+  ir_value *ins[5] = {g, in(n, 0), n->results[1], n->results[2], in(n, 1)};
+  ir_node *node = make(a, IR_OP_fused_norm_grad, dname(a, n->results[0], "norm"), 5, ins);
+  if (!node) return;
+  copy_attrs(a->g, n, node);
+  if (!done(a, node)) return;
+  for (int i = 0; i < n->num_inputs; i++)
+    if (wants(a, n, i)) contribute(a, in(n, i), node->results[i]);
+}
+
 static void rule_glu(autodiff *a, ir_node *n, ir_value *g) {
   ir_value *ins[2] = {in(n, 0), g};
   contribute(a, in(n, 0), like(a, IR_OP_glu_grad, dname(a, in(n, 0), NULL), 2, ins));
@@ -709,6 +721,7 @@ static const grad_rule rules[IR_OP_COUNT] = {
     [IR_OP_flash_attention] = {.fn = rule_flash},
     [IR_OP_softmax_cross_entropy] = {.fn = rule_softmax_ce},
     [IR_OP_glu] = {.fn = rule_glu},
+    [IR_OP_fused_norm] = {.fn = rule_fused_norm},
 };
 
 static const grad_rule *rule_of(ir_op op) { return &rules[op]; }

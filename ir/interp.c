@@ -429,6 +429,48 @@ static bool run_glu(exec *e) {
   return true;
 }
 
+/* fused_norm(x, w, b?) -> y, mean, rstd and fused_norm_grad(d.y, x,
+ * mean, rstd, w, dr?) -> d.x, d.w, d.b (runtime/rt_norm.c's formulas). */
+static bool run_fused_norm(exec *e) {
+  bool grad = e->n->op == IR_OP_fused_norm_grad, rms = ir_get_bool(e->n, "rms", false);
+  const ir_type *xt = arg_type(e, grad ? 1 : 0);
+  int64_t d = xt->dims[xt->rank - 1], rows = numel(xt) / d;
+  const double *x = arg(e, grad ? 1 : 0), *w = arg(e, grad ? 4 : 1);
+  double *r1 = e->in->data[e->n->results[1]->id], *r2 = e->in->data[e->n->results[2]->id];
+  if (!grad) {
+    const double *b = e->n->num_inputs == 3 ? arg(e, 2) : NULL;
+    double eps = ir_get_float(e->n, "eps", 1e-5);
+    for (int64_t r = 0; r < rows; r++) {
+      const double *xr = x + r * d;
+      double mu = 0, var = 0;
+      for (int64_t j = 0; !rms && j < d; j++) mu += xr[j] / (double)d;
+      for (int64_t j = 0; j < d; j++) var += (xr[j] - mu) * (xr[j] - mu) / (double)d;
+      double s = 1.0 / sqrt(var + eps);
+      r1[r] = mu, r2[r] = s;
+      for (int64_t j = 0; j < d; j++) e->y[r * d + j] = (xr[j] - mu) * s * w[j] + (b ? b[j] : 0.0);
+    }
+    return true;
+  }
+  const double *dy = arg(e, 0), *mean = arg(e, 2), *rstd = arg(e, 3);
+  const double *dr = e->n->num_inputs == 6 ? arg(e, 5) : NULL;
+  fill(r1, d, 0.0);
+  fill(r2, d, 0.0);
+  for (int64_t r = 0; r < rows; r++) {
+    const double *xr = x + r * d, *gr = dy + r * d;
+    double sum_g = 0, sum_gx = 0, m = mean[r], s = rstd[r];
+    for (int64_t j = 0; j < d; j++) {
+      sum_g += gr[j] * w[j];
+      sum_gx += gr[j] * w[j] * (xr[j] - m) * s;
+      r1[j] += gr[j] * (xr[j] - m) * s;
+      r2[j] += gr[j];
+    }
+    double a = rms ? 0.0 : sum_g / (double)d, c = sum_gx / (double)d;
+    for (int64_t j = 0; j < d; j++)
+      e->y[r * d + j] = s * (gr[j] * w[j] - a - (xr[j] - m) * s * c) + (dr ? dr[r * d + j] : 0.0);
+  }
+  return true;
+}
+
 /* ---- matmul ---- */
 
 /* An operand as a batch of matrices: element (i, k) of matrix b at
@@ -1084,6 +1126,8 @@ static const op_fn ops[IR_OP_COUNT] = {
     [IR_OP_output] = run_nothing,
     [IR_OP_grad] = run_grad,
     [IR_OP_flash_attention] = run_flash,
+    [IR_OP_fused_norm] = run_fused_norm,
+    [IR_OP_fused_norm_grad] = run_fused_norm,
     [IR_OP_flash_attention_grad] = run_flash,
     [IR_OP_fused_elementwise] = run_fused,
     [IR_OP_softmax_cross_entropy] = run_softmax_ce,

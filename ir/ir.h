@@ -289,6 +289,11 @@ bool ir_pass_fuse_gating(ir_graph *g, char *err, size_t errlen);
 /* fuse_conv.c: conv over concat(upsample(a), b) reads the parts in place
  * (conv_concat; before autodiff). */
 bool ir_pass_fuse_conv(ir_graph *g, char *err, size_t errlen);
+/* fuse_norm.c: layernorm/rmsnorm primitives into fused_norm (before
+ * autodiff); fuse_norm_residual: the residual stream's gradient summed
+ * into fused_norm_grad's d.x (after autodiff). */
+bool ir_pass_fuse_norm(ir_graph *g, char *err, size_t errlen);
+bool ir_pass_fuse_norm_residual(ir_graph *g, char *err, size_t errlen);
 /* fuse_cross_entropy.c: log_softmax + nll_loss into softmax_cross_entropy
  * (before autodiff). */
 bool ir_pass_fuse_cross_entropy(ir_graph *g, char *err, size_t errlen);

@@ -14,10 +14,12 @@ static const ir_pass_info pipeline[] = {
     {"fuse_attention", "fused", ir_pass_fuse_attention},
     {"fuse_gating", "fused", ir_pass_fuse_gating},
     {"fuse_conv", "fused", ir_pass_fuse_conv},
+    {"fuse_norm", "fused", ir_pass_fuse_norm},
     {"fuse_cross_entropy", "fused", ir_pass_fuse_cross_entropy},
     {"autodiff", "autodiff", ir_pass_autodiff},
     {"recompute", "final", ir_pass_recompute},
     {"dce", "final", ir_pass_dce},
+    {"fuse_norm_residual", "final", ir_pass_fuse_norm_residual},
     {"fuse_elementwise", "final", ir_pass_fuse_elementwise},
 };
 

@@ -42,6 +42,8 @@ SHAPE_RULE(ir_shape_glu)
 SHAPE_RULE(ir_shape_glu_grad)
 SHAPE_RULE(ir_shape_conv_concat)
 SHAPE_RULE(ir_shape_conv_concat_grad)
+SHAPE_RULE(ir_shape_fused_norm)
+SHAPE_RULE(ir_shape_fused_norm_grad)
 #undef SHAPE_RULE
 
 /* Broadcasts two shapes as PyTorch does; false if they do not. */

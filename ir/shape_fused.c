@@ -314,3 +314,49 @@ bool ir_shape_conv_concat_grad(ir_node *node, char *err, size_t errlen) {
     return fail(err, errlen, "%s: g must have the convolution's output shape", name);
   return true;
 }
+
+/* ---- fused_norm ---- */
+
+/* x f32 [..., D] (rank >= 1) with w, and b or dr when given, checked;
+ * *rows is the type of mean and rstd ([...]). */
+static bool norm_operands(const ir_node *n, const ir_type *x, const ir_type *w, ir_type *rows,
+                          char *err, size_t errlen) {
+  const char *name = ir_op_get(n->op)->name;
+  char text[128];
+  if (x->dtype != IR_f32 || x->rank < 1)
+    return fail(err, errlen, "%s: x must be f32 [..., D], got %s", name, ir_type_format(x, text, sizeof text));
+  int64_t d = x->dims[x->rank - 1];
+  if (w->dtype != IR_f32 || w->rank != 1 || w->dims[0] != d)
+    return fail(err, errlen, "%s: the weight must be f32 [%lld], got %s", name, (long long)d,
+                ir_type_format(w, text, sizeof text));
+  *rows = ir_type_make(IR_f32, x->rank - 1, x->dims);
+  return true;
+}
+
+bool ir_shape_fused_norm(ir_node *node, char *err, size_t errlen) {
+  const ir_type *x = &node->inputs[0]->type, *w = &node->inputs[1]->type;
+  ir_type rows;
+  if (!norm_operands(node, x, w, &rows, err, errlen)) return false;
+  if (node->num_inputs == 3 && !ir_type_equal(&node->inputs[2]->type, w))
+    return fail(err, errlen, "fused_norm: the bias must have the weight's type");
+  node->results[0]->type = *x;
+  node->results[1]->type = rows;
+  node->results[2]->type = rows;
+  return true;
+}
+
+/* (d.y, x, mean, rstd, w, dr?) -> d.x, d.w, d.b */
+bool ir_shape_fused_norm_grad(ir_node *node, char *err, size_t errlen) {
+  const ir_type *x = &node->inputs[1]->type, *w = &node->inputs[4]->type;
+  ir_type rows;
+  if (!norm_operands(node, x, w, &rows, err, errlen)) return false;
+  if (!ir_type_equal(&node->inputs[0]->type, x) ||
+      (node->num_inputs == 6 && !ir_type_equal(&node->inputs[5]->type, x)))
+    return fail(err, errlen, "fused_norm_grad: d.y and dr must have x's type");
+  if (!ir_type_equal(&node->inputs[2]->type, &rows) || !ir_type_equal(&node->inputs[3]->type, &rows))
+    return fail(err, errlen, "fused_norm_grad: mean and rstd must be [x's dims but the last]");
+  node->results[0]->type = *x;
+  node->results[1]->type = *w;
+  node->results[2]->type = *w;
+  return true;
+}

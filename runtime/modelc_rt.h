@@ -406,6 +406,19 @@ void modelc_rt_softmax_ce_grad(modelc_rt_real *dlogits, const modelc_rt_real *lo
                                const modelc_rt_real *lse, const int32_t *targets, modelc_rt_real g,
                                int64_t rows, int64_t classes, int64_t ignore_index);
 
+/* fused_norm (rt_norm.c): layernorm (rms 0) or rmsnorm (rms 1) over rows
+ * of d values: y = (x - mean) * rstd * w (+ b, when not NULL), keeping
+ * mean (0 for rms) and rstd per row; the gradient gives dx (plus dr, the
+ * residual stream's gradient, when not NULL), dw and db (overwritten). */
+void modelc_rt_norm(modelc_rt_real *y, modelc_rt_real *mean, modelc_rt_real *rstd,
+                    const modelc_rt_real *x, const modelc_rt_real *w, const modelc_rt_real *b,
+                    int64_t rows, int64_t d, double eps, int rms);
+void modelc_rt_norm_grad(modelc_rt_real *dx, modelc_rt_real *dw, modelc_rt_real *db,
+                         const modelc_rt_real *dy, const modelc_rt_real *x,
+                         const modelc_rt_real *mean, const modelc_rt_real *rstd,
+                         const modelc_rt_real *w, const modelc_rt_real *dr, int64_t rows, int64_t d,
+                         int rms);
+
 /* 2-D convolution NCHW (conv1d is H = 1, kernel height 1): x [N,C,H,W],
  * w [O,C/groups,KH,KW] -> y [N,O,OH,OW]; no bias. */
 typedef struct modelc_rt_conv {

@@ -410,6 +410,59 @@ __device__ __noinline__ void mc_conv2d_grad_weight(float *dw, const float *x, co
   }
 }
 
+/* ---- fused_norm: layernorm / rmsnorm, a block per row (rt_norm.c has
+ * the formulas) ---- */
+
+__device__ __noinline__ void mc_norm(float *y, float *mean, float *rstd, const float *x, const float *w,
+                                     const float *b, int64_t rows, int64_t d, float eps, int rms) {
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float *xr = x + r * d;
+    double part = 0.0;
+    for (int64_t j = threadIdx.x; !rms && j < d; j += blockDim.x) part += xr[j];
+    double mu = rms ? 0.0 : mc_block_sum(part) / (double)d;
+    part = 0.0;
+    for (int64_t j = threadIdx.x; j < d; j += blockDim.x) part += (xr[j] - mu) * (xr[j] - mu);
+    double var = mc_block_sum(part) / (double)d;
+    float m = (float)mu, s = (float)(1.0 / sqrt(var + (double)eps));
+    if (threadIdx.x == 0) mean[r] = m, rstd[r] = s;
+    for (int64_t j = threadIdx.x; j < d; j += blockDim.x)
+      y[r * d + j] = (xr[j] - m) * s * w[j] + (b ? b[j] : 0.0f);
+  }
+}
+
+/* Blocks [0, rows): d.x of a row; blocks [rows, rows + d): d.w and d.b
+ * of a column, summed over the rows. */
+__device__ __noinline__ void mc_norm_grad(float *dx, float *dw, float *db, const float *dy, const float *x,
+                                          const float *mean, const float *rstd, const float *w,
+                                          const float *dr, int64_t rows, int64_t d, int rms) {
+  for (int64_t i = blockIdx.x; i < rows + d; i += gridDim.x) {
+    if (i >= rows) {
+      int64_t j = i - rows;
+      double sw = 0.0, sb = 0.0;
+      for (int64_t r = threadIdx.x; r < rows; r += blockDim.x) {
+        sw += (double)dy[r * d + j] * ((x[r * d + j] - mean[r]) * rstd[r]);
+        sb += dy[r * d + j];
+      }
+      sw = mc_block_sum(sw);
+      sb = mc_block_sum(sb);
+      if (threadIdx.x == 0) dw[j] = (float)sw, db[j] = (float)sb;
+      continue;
+    }
+    const float *xr = x + i * d, *gr = dy + i * d;
+    float m = mean[i], s = rstd[i];
+    double pg = 0.0, pgx = 0.0;
+    for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
+      double g = (double)gr[j] * w[j];
+      pg += g;
+      pgx += g * ((xr[j] - m) * s);
+    }
+    double sg = mc_block_sum(pg), sgx = mc_block_sum(pgx);
+    float a = rms ? 0.0f : (float)(sg / (double)d), c = (float)(sgx / (double)d);
+    for (int64_t j = threadIdx.x; j < d; j += blockDim.x)
+      dx[i * d + j] = s * (gr[j] * w[j] - a - (xr[j] - m) * s * c) + (dr ? dr[i * d + j] : 0.0f);
+  }
+}
+
 /* ---- conv_concat: the convolution of concat(upsample(x_i)) reading
  * each part in place (runtime/rt_conv.c has the CPU's); groups 1 ---- */
 

@@ -3,7 +3,7 @@
 #
 # For each case of tests/reference (the golden weights and inputs), runs
 # `modelc run --grads` twice, with every fusion (the default) and with
-# --no-fuse=attention,gating,conv,cross_entropy,elementwise, and compares the
+# --no-fuse=attention,gating,conv,norm,cross_entropy,norm_residual,elementwise, and compares the
 # two outputs (training-mode outputs, loss and every gradient) with
 # st_compare at rtol 1e-5 (atol 1e-6): fusion changes the order of
 # floating-point operations, never the result beyond that.
@@ -33,8 +33,8 @@ for name in "${cases[@]}"; do
   ok=1
   # the two builds must differ: fused ops in one, none in the other
   "$MODELC" ir "$spec" >"$tmp/fused.ir" 2>&1
-  "$MODELC" ir "$spec" --no-fuse=attention,gating,conv,cross_entropy,elementwise >"$tmp/unfused.ir" 2>&1
-  fused_ops=' = (flash_attention|glu|conv_concat|softmax_cross_entropy|fused_elementwise) '
+  "$MODELC" ir "$spec" --no-fuse=attention,gating,conv,norm,cross_entropy,norm_residual,elementwise >"$tmp/unfused.ir" 2>&1
+  fused_ops=' = (flash_attention|glu|conv_concat|fused_norm|softmax_cross_entropy|fused_elementwise) '
   if ! grep -Eq "$fused_ops" "$tmp/fused.ir" || grep -Eq "$fused_ops" "$tmp/unfused.ir"; then
     echo "FAIL $name: expected fused ops with fusion on and none with it off"
     failed=$((failed + 1))
@@ -42,7 +42,7 @@ for name in "${cases[@]}"; do
   fi
   for variant in fused unfused; do
     flags=()
-    [ "$variant" = unfused ] && flags=(--no-fuse=attention,gating,conv,cross_entropy,elementwise)
+    [ "$variant" = unfused ] && flags=(--no-fuse=attention,gating,conv,norm,cross_entropy,norm_residual,elementwise)
     if ! timeout "$TIMEOUT" "$MODELC" run "$spec" --weights "$g/weights.safetensors" \
       --input "$g/input.safetensors" --output "$tmp/$name.$variant.safetensors" --grads \
       "${flags[@]}" >"$tmp/log" 2>&1; then
