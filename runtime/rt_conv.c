@@ -90,6 +90,17 @@ static const modelc_rt_real *conv_plane(const conv_src *s, const modelc_rt_conv 
   return s->x[i] + (img * s->c[i] + c) * (p->h / s->up[i]) * (p->w / s->up[i]);
 }
 
+/* A row of an upsampled part, widened into buf (the part's row repeated
+ * up times per value): reading it then needs no division. */
+enum { CONV_ROW_MAX = 2048 };
+
+static const modelc_rt_real *conv_up_row(modelc_rt_real *buf, const modelc_rt_real *src, int64_t w,
+                                         int64_t up) {
+  for (int64_t k = 0; k < w / up; k++)
+    for (int64_t u = 0; u < up; u++) buf[k * up + u] = src[k];
+  return buf;
+}
+
 /* col [cg*KH*KW, nb*OH*OW] (image i in columns i*OH*OW...) from input
  * channels [c0, c0+cg) of images [n0, n0+nb). */
 static void conv_im2col(modelc_rt_real *col, const conv_src *s, int64_t n0, int64_t nb, int64_t c0,
@@ -101,7 +112,7 @@ static void conv_im2col(modelc_rt_real *col, const conv_src *s, int64_t n0, int6
     int64_t c = row / (p->kh * p->kw), i = row / p->kw % p->kh, j = row % p->kw, up;
     const modelc_rt_real *xc = conv_plane(s, p, n0 + img, c0 + c, &up);
     int64_t sw = p->w / up;
-    modelc_rt_real *dst = col + row * ld + img * plane;
+    modelc_rt_real *dst = col + row * ld + img * plane, wide[CONV_ROW_MAX];
     int64_t off_h = i * p->dil_h - p->pad_h, off_w = j * p->dil_w - p->pad_w;
     int64_t ox_lo, ox_hi;
     conv_valid_range(p->ow, p->stride_w, off_w, p->w, &ox_lo, &ox_hi);
@@ -109,19 +120,24 @@ static void conv_im2col(modelc_rt_real *col, const conv_src *s, int64_t n0, int6
       modelc_rt_real *d = dst + oy * p->ow;
       int64_t iy = oy * p->stride_h + off_h;
       if (iy < 0 || iy >= p->h) {
-        memset(d, 0, (size_t)p->ow * sizeof *d);
+        for (int64_t ox = 0; ox < p->ow; ox++) d[ox] = 0.0f;
         continue;
       }
       for (int64_t ox = 0; ox < ox_lo; ox++) d[ox] = 0.0f;
-      if (up == 1) {
-        const modelc_rt_real *src = xc + iy * p->w + off_w;
+      const modelc_rt_real *src = NULL;
+      if (up == 1)
+        src = xc + iy * p->w;
+      else if (p->w <= CONV_ROW_MAX)
+        src = conv_up_row(wide, xc + iy / up * sw, p->w, up);
+      if (src) {
+        src += off_w;
         if (p->stride_w == 1)
           memcpy(d + ox_lo, src + ox_lo, (size_t)(ox_hi - ox_lo) * sizeof *d);
         else
           for (int64_t ox = ox_lo; ox < ox_hi; ox++) d[ox] = src[ox * p->stride_w];
-      } else {
-        const modelc_rt_real *src = xc + iy / up * sw;
-        for (int64_t ox = ox_lo; ox < ox_hi; ox++) d[ox] = src[(ox * p->stride_w + off_w) / up];
+      } else { /* a row wider than the buffer */
+        const modelc_rt_real *r = xc + iy / up * sw;
+        for (int64_t ox = ox_lo; ox < ox_hi; ox++) d[ox] = r[(ox * p->stride_w + off_w) / up];
       }
       for (int64_t ox = ox_hi; ox < p->ow; ox++) d[ox] = 0.0f;
     }
@@ -139,7 +155,12 @@ static void conv_col2im(modelc_rt_real *dx, const modelc_rt_real *col, int64_t n
   for (int64_t item = 0; item < nb * cg; item++) {
     int64_t img = item / cg, c = item % cg;
     modelc_rt_real *dxc = dx + (img * cx + c0 + c) * sh * sw;
-    memset(dxc, 0, (size_t)(sh * sw) * sizeof *dxc);
+    /* An upsampled part sums at full size first (no division per value),
+     * then folds each up x up block into its value. */
+    modelc_rt_real *full = up == 1 ? dxc : malloc((size_t)(p->h * p->w) * sizeof *full);
+    int64_t wd = full ? p->w : sw, u = full ? 1 : up;
+    modelc_rt_real *acc = full ? full : dxc;
+    memset(acc, 0, (size_t)(full ? p->h * p->w : sh * sw) * sizeof *acc);
     for (int64_t i = 0; i < p->kh; i++)
       for (int64_t j = 0; j < p->kw; j++) {
         const modelc_rt_real *src = col + ((c * p->kh + i) * p->kw + j) * ld + img * plane;
@@ -150,15 +171,30 @@ static void conv_col2im(modelc_rt_real *dx, const modelc_rt_real *col, int64_t n
           int64_t iy = oy * p->stride_h + off_h;
           if (iy < 0 || iy >= p->h) continue;
           const modelc_rt_real *s = src + oy * p->ow;
-          if (up == 1) {
-            modelc_rt_real *d = dxc + iy * p->w + off_w;
-            for (int64_t ox = ox_lo; ox < ox_hi; ox++) d[ox * p->stride_w] += s[ox];
-          } else {
-            modelc_rt_real *d = dxc + iy / up * sw;
-            for (int64_t ox = ox_lo; ox < ox_hi; ox++) d[(ox * p->stride_w + off_w) / up] += s[ox];
+          if (u == 1) {
+            modelc_rt_real *d = acc + iy * wd + off_w;
+            if (p->stride_w == 1)
+              for (int64_t ox = ox_lo; ox < ox_hi; ox++) d[ox] += s[ox];
+            else
+              for (int64_t ox = ox_lo; ox < ox_hi; ox++) d[ox * p->stride_w] += s[ox];
+          } else { /* no memory for the full-size plane */
+            modelc_rt_real *d = acc + iy / u * wd;
+            for (int64_t ox = ox_lo; ox < ox_hi; ox++) d[(ox * p->stride_w + off_w) / u] += s[ox];
           }
         }
       }
+    if (full && full != dxc) {
+      for (int64_t y = 0; y < sh; y++) {
+        modelc_rt_real *d = dxc + y * sw;
+        for (int64_t x = 0; x < sw; x++) d[x] = 0.0f;
+        for (int64_t v = 0; v < up; v++) {
+          const modelc_rt_real *r = full + (y * up + v) * p->w;
+          for (int64_t x = 0; x < sw; x++)
+            for (int64_t q = 0; q < up; q++) d[x] += r[x * up + q];
+        }
+      }
+      free(full);
+    }
   }
 }
 
