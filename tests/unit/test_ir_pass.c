@@ -75,33 +75,27 @@ static const char *dead_code_after =
 /* ---- pipeline ---- */
 
 START_TEST(pipeline_table) {
+  static const ir_pass_info want[] = {
+      {"expand", "expanded", ir_pass_expand},
+      {"fuse_attention", "fused", ir_pass_fuse_attention},
+      {"fuse_gating", "fused", ir_pass_fuse_gating},
+      {"fuse_conv", "fused", ir_pass_fuse_conv},
+      {"fuse_norm", "fused", ir_pass_fuse_norm},
+      {"fuse_cross_entropy", "fused", ir_pass_fuse_cross_entropy},
+      {"autodiff", "autodiff", ir_pass_autodiff},
+      {"recompute", "final", ir_pass_recompute},
+      {"dce", "final", ir_pass_dce},
+      {"fuse_norm_residual", "final", ir_pass_fuse_norm_residual},
+      {"fuse_elementwise", "final", ir_pass_fuse_elementwise},
+  };
   int count = 0;
   const ir_pass_info *passes = ir_pipeline(&count);
-  ck_assert_int_eq(count, 8);
-  ck_assert_str_eq(passes[0].name, "expand");
-  ck_assert_str_eq(passes[0].stage, "expanded");
-  ck_assert_ptr_eq(passes[0].run, ir_pass_expand);
-  ck_assert_str_eq(passes[1].name, "fuse_attention");
-  ck_assert_str_eq(passes[1].stage, "fused");
-  ck_assert_ptr_eq(passes[1].run, ir_pass_fuse_attention);
-  ck_assert_str_eq(passes[2].name, "fuse_gating");
-  ck_assert_str_eq(passes[2].stage, "fused");
-  ck_assert_ptr_eq(passes[2].run, ir_pass_fuse_gating);
-  ck_assert_str_eq(passes[3].name, "fuse_cross_entropy");
-  ck_assert_str_eq(passes[3].stage, "fused");
-  ck_assert_ptr_eq(passes[3].run, ir_pass_fuse_cross_entropy);
-  ck_assert_str_eq(passes[4].name, "autodiff");
-  ck_assert_str_eq(passes[4].stage, "autodiff");
-  ck_assert_ptr_eq(passes[4].run, ir_pass_autodiff);
-  ck_assert_str_eq(passes[5].name, "recompute");
-  ck_assert_str_eq(passes[5].stage, "final");
-  ck_assert_ptr_eq(passes[5].run, ir_pass_recompute);
-  ck_assert_str_eq(passes[6].name, "dce");
-  ck_assert_str_eq(passes[6].stage, "final");
-  ck_assert_ptr_eq(passes[6].run, ir_pass_dce);
-  ck_assert_str_eq(passes[7].name, "fuse_elementwise");
-  ck_assert_str_eq(passes[7].stage, "final");
-  ck_assert_ptr_eq(passes[7].run, ir_pass_fuse_elementwise);
+  ck_assert_int_eq(count, (int)(sizeof want / sizeof *want));
+  for (int i = 0; i < count; i++) {
+    ck_assert_str_eq(passes[i].name, want[i].name);
+    ck_assert_str_eq(passes[i].stage, want[i].stage);
+    ck_assert_ptr_eq(passes[i].run, want[i].run);
+  }
 }
 END_TEST
 
@@ -112,11 +106,13 @@ START_TEST(unknown_names) {
   ck_assert_str_eq(err, "unknown stage 'lowered' (stages: parsed, expanded, fused, autodiff, final)");
   opts = (ir_pass_options){.print_after = "fuse"};
   run(graph, opts, false);
-  ck_assert_str_eq(err, "unknown pass 'fuse' (passes: expand, fuse_attention, fuse_gating, fuse_cross_entropy, autodiff, recompute, dce, fuse_elementwise)");
+  ck_assert_str_eq(err, "unknown pass 'fuse' (passes: expand, fuse_attention, fuse_gating, fuse_conv, fuse_norm, fuse_cross_entropy, "
+                "autodiff, recompute, dce, fuse_norm_residual, fuse_elementwise)");
   /* a stage name is not a pass name, nor the reverse */
   opts = (ir_pass_options){.print_after = "final"};
   run(graph, opts, false);
-  ck_assert_str_eq(err, "unknown pass 'final' (passes: expand, fuse_attention, fuse_gating, fuse_cross_entropy, autodiff, recompute, dce, fuse_elementwise)");
+  ck_assert_str_eq(err, "unknown pass 'final' (passes: expand, fuse_attention, fuse_gating, fuse_conv, fuse_norm, fuse_cross_entropy, "
+                "autodiff, recompute, dce, fuse_norm_residual, fuse_elementwise)");
   opts = (ir_pass_options){.stop_after_stage = "dce"};
   run(graph, opts, false);
   ck_assert_str_eq(err, "unknown stage 'dce' (stages: parsed, expanded, fused, autodiff, final)");
@@ -150,12 +146,13 @@ START_TEST(print_after) {
   printed = run(graph, (ir_pass_options){.print_after_all = true, .verify_each = true}, true);
   snprintf(want, sizeof want,
            "// ----- IR after expand -----\n%s// ----- IR after fuse_attention -----\n%s"
-           "// ----- IR after fuse_gating -----\n%s// ----- IR after fuse_cross_entropy -----\n%s"
+           "// ----- IR after fuse_gating -----\n%s// ----- IR after fuse_conv -----\n%s"
+           "// ----- IR after fuse_norm -----\n%s// ----- IR after fuse_cross_entropy -----\n%s"
            "// ----- IR after autodiff -----\n%s// ----- IR after recompute -----\n%s"
-           "// ----- IR after dce -----\n%s"
+           "// ----- IR after dce -----\n%s// ----- IR after fuse_norm_residual -----\n%s"
            "// ----- IR after fuse_elementwise -----\n%s",
-           dead_code, dead_code, dead_code, dead_code, dead_code, dead_code, dead_code_after,
-           dead_code_after);
+           dead_code, dead_code, dead_code, dead_code, dead_code, dead_code, dead_code, dead_code,
+           dead_code_after, dead_code_after, dead_code_after);
   ck_assert_str_eq(printed, want);
 
   graph = parse(dead_code);
