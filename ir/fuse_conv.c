@@ -95,12 +95,8 @@ bool ir_pass_fuse_conv(ir_graph *g, char *err, size_t errlen) {
       snprintf(err, errlen, "fuse_conv: internal error: %s", msg);
       return false;
     }
-    const char *name = conv->results[0]->name;
-    ir_replace_uses(g, conv->results[0], fused->results[0]);
-    ir_node *prev = conv->prev;
-    ir_node_remove(g, conv);
-    ir_value_rename(g, fused->results[0], name);
-    conv = prev;
+    ir_node_replace(g, conv, fused);
+    conv = fused;
     changed = true;
   }
   return !changed || ir_pass_dce(g, err, errlen);

@@ -75,11 +75,8 @@ bool ir_pass_fuse_gating(ir_graph *g, char *err, size_t errlen) {
     if (!glu) goto oom;
     ir_set_str(g, glu, "act", ir_op_get(act->op)->name);
     if (!ir_node_infer(glu, msg, sizeof msg)) goto bad;
-    ir_replace_uses(g, h->results[0], glu->results[0]);
-    ir_node *next = h->prev;
-    ir_node_remove(g, h);
-    ir_value_rename(g, glu->results[0], base);
-    h = next;
+    ir_node_replace(g, h, glu);
+    h = glu;
     changed = true;
   }
   return !changed || ir_pass_dce(g, err, errlen);

@@ -135,7 +135,6 @@ bool ir_pass_fuse_norm(ir_graph *g, char *err, size_t errlen) {
     norm_match m;
     if ((y->op != IR_OP_add && y->op != IR_OP_mul) || !match(g, y, &m)) continue;
     ir_value *ins[3] = {m.x, m.w, m.b};
-    const char *name = y->results[0]->name;
     ir_node *fused = ir_node_insert(g, y, IR_OP_fused_norm, m.b ? 3 : 2, ins, NULL);
     if (!fused) {
       snprintf(err, errlen, "fuse_norm: out of memory");
@@ -148,9 +147,8 @@ bool ir_pass_fuse_norm(ir_graph *g, char *err, size_t errlen) {
       snprintf(err, errlen, "fuse_norm: internal error: %s", msg);
       return false;
     }
-    ir_replace_uses(g, y->results[0], fused->results[0]);
-    ir_node_remove(g, y);
-    ir_value_rename(g, fused->results[0], name);
+    ir_node_replace(g, y, fused);
+    const char *name = fused->results[0]->name;
     ir_value_rename(g, fused->results[1], ir_arena_printf(g->arena, "%s.norm_mean", name));
     ir_value_rename(g, fused->results[2], ir_arena_printf(g->arena, "%s.norm_rstd", name));
     y = fused;

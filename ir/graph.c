@@ -198,6 +198,19 @@ void ir_node_remove(ir_graph *g, ir_node *node) {
   for (int i = 0; i < node->num_results; i++) table_remove(g, node->results[i]);
 }
 
+void ir_node_replace(ir_graph *g, ir_node *old, ir_node *replacement) {
+  enum { MAX_RESULTS = 8 }; /* ops have at most 3 */
+  int n = old->num_results < replacement->num_results ? old->num_results : replacement->num_results;
+  if (n > MAX_RESULTS) n = MAX_RESULTS;
+  const char *names[MAX_RESULTS];
+  for (int i = 0; i < n; i++) {
+    names[i] = old->results[i]->name;
+    ir_replace_uses(g, old->results[i], replacement->results[i]);
+  }
+  ir_node_remove(g, old);
+  for (int i = 0; i < n; i++) ir_value_rename(g, replacement->results[i], names[i]);
+}
+
 static bool check_inputs(const ir_node *node, const ir_op_info *info, char *err,
                          size_t errlen) {
   int n = node->num_inputs, lo = info->min_inputs, hi = info->max_inputs;

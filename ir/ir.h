@@ -208,6 +208,10 @@ ir_node *ir_node_new(ir_graph *g, ir_op op, int num_inputs, ir_value *const *inp
 ir_node *ir_node_insert(ir_graph *g, ir_node *before, ir_op op, int num_inputs,
                         ir_value *const *inputs, const char *name);
 void ir_node_remove(ir_graph *g, ir_node *node);
+/* A fusion's last step: the uses of old's result i go to replacement's
+ * result i (placed before them), old is removed and replacement's results
+ * take old's names. */
+void ir_node_replace(ir_graph *g, ir_node *old, ir_node *replacement);
 /* Runs the op's shape rule; for sources, checks nothing. */
 bool ir_node_infer(ir_node *node, char *err, size_t errlen);
 

@@ -242,6 +242,28 @@ static void conv_direct(modelc_rt_real *out, const conv_src *s, const modelc_rt_
       }
 }
 
+/* The buffers of one im2col pass: col [K, chunk*OH*OW] for a chunk of
+ * images and one group, and beside it rows [Og, chunk*OH*OW] for the
+ * chunk's rows of y or g. */
+typedef struct conv_work {
+  int64_t cg, og, k, plane, chunk;
+  modelc_rt_real *col, *rows;
+} conv_work;
+
+static int conv_work_alloc(conv_work *w, const modelc_rt_conv *p) {
+  w->cg = p->c / p->groups, w->og = p->o / p->groups, w->k = w->cg * p->kh * p->kw;
+  w->plane = p->oh * p->ow;
+  w->chunk = conv_chunk(p, w->k);
+  w->col = malloc((size_t)((w->k + w->og) * w->chunk * w->plane) * sizeof *w->col);
+  w->rows = w->col ? w->col + w->k * w->chunk * w->plane : NULL;
+  return w->col ? 0 : -1;
+}
+
+/* Images in the chunk starting at n0. */
+static int64_t conv_batch(const modelc_rt_conv *p, const conv_work *w, int64_t n0) {
+  return p->n - n0 < w->chunk ? p->n - n0 : w->chunk;
+}
+
 /* g_g's rows of images [n0, n0+nb) side by side: gcat [Og, nb*OH*OW]. */
 static void conv_gather_rows(modelc_rt_real *gcat, const modelc_rt_real *g, int64_t n0, int64_t nb,
                              int64_t c0, int64_t og, const modelc_rt_conv *p) {
@@ -272,21 +294,17 @@ static void conv_scatter_rows(modelc_rt_real *y, const modelc_rt_real *ycat, int
  * allocated. */
 static int conv_forward(modelc_rt_real *y, const conv_src *s, const modelc_rt_real *w,
                         const modelc_rt_conv *p) {
-  int64_t cg = p->c / p->groups, og = p->o / p->groups, k = cg * p->kh * p->kw;
-  int64_t plane = p->oh * p->ow;
-  int64_t chunk = conv_chunk(p, k);
-  modelc_rt_real *col = malloc((size_t)((k + og) * chunk * plane) * sizeof *col);
-  if (!col) return -1;
-  modelc_rt_real *ycat = col + k * chunk * plane;
-  for (int64_t n0 = 0; n0 < p->n; n0 += chunk) {
-    int64_t nb = p->n - n0 < chunk ? p->n - n0 : chunk, ld = nb * plane;
+  conv_work c;
+  if (conv_work_alloc(&c, p) != 0) return -1;
+  for (int64_t n0 = 0; n0 < p->n; n0 += c.chunk) {
+    int64_t nb = conv_batch(p, &c, n0), ld = nb * c.plane;
     for (int64_t g = 0; g < p->groups; g++) {
-      conv_im2col(col, s, n0, nb, g * cg, cg, p);
-      modelc_rt_gemm(0, 0, og, ld, k, 1.0f, w + g * og * k, k, col, ld, 0.0f, ycat, ld);
-      conv_scatter_rows(y, ycat, n0, nb, g * og, og, p);
+      conv_im2col(c.col, s, n0, nb, g * c.cg, c.cg, p);
+      modelc_rt_gemm(0, 0, c.og, ld, c.k, 1.0f, w + g * c.og * c.k, c.k, c.col, ld, 0.0f, c.rows, ld);
+      conv_scatter_rows(y, c.rows, n0, nb, g * c.og, c.og, p);
     }
   }
-  free(col);
+  free(c.col);
   return 0;
 }
 
@@ -298,24 +316,22 @@ static int conv_forward(modelc_rt_real *y, const conv_src *s, const modelc_rt_re
 static int conv_grad_input_into(modelc_rt_real *dx, int64_t c_first, int64_t cx, int64_t up,
                                 const modelc_rt_real *g, const modelc_rt_real *w,
                                 const modelc_rt_conv *p) {
-  int64_t cg = p->c / p->groups, og = p->o / p->groups, k = cg * p->kh * p->kw;
-  int64_t plane = p->oh * p->ow, taps = p->kh * p->kw, in_plane = (p->h / up) * (p->w / up);
-  int64_t chunk = conv_chunk(p, k);
-  modelc_rt_real *col = malloc((size_t)((k + og) * chunk * plane) * sizeof *col);
-  if (!col) return -1;
-  modelc_rt_real *gcat = col + k * chunk * plane;
-  for (int64_t n0 = 0; n0 < p->n; n0 += chunk) {
-    int64_t nb = p->n - n0 < chunk ? p->n - n0 : chunk, ld = nb * plane;
+  conv_work c;
+  if (conv_work_alloc(&c, p) != 0) return -1;
+  int64_t taps = p->kh * p->kw, in_plane = (p->h / up) * (p->w / up);
+  for (int64_t n0 = 0; n0 < p->n; n0 += c.chunk) {
+    int64_t nb = conv_batch(p, &c, n0), ld = nb * c.plane;
     for (int64_t gr = 0; gr < p->groups; gr++) {
-      int64_t lo = conv_max(gr * cg, c_first), hi = conv_min((gr + 1) * cg, c_first + cx);
+      int64_t lo = conv_max(gr * c.cg, c_first), hi = conv_min((gr + 1) * c.cg, c_first + cx);
       if (lo >= hi) continue;
-      int64_t rows = (hi - lo) * taps, koff = (lo - gr * cg) * taps;
-      conv_gather_rows(gcat, g, n0, nb, gr * og, og, p);
-      modelc_rt_gemm(1, 0, rows, ld, og, 1.0f, w + gr * og * k + koff, k, gcat, ld, 0.0f, col, ld);
-      conv_col2im(dx + n0 * cx * in_plane, col, nb, lo - c_first, hi - lo, cx, up, p);
+      int64_t rows = (hi - lo) * taps, koff = (lo - gr * c.cg) * taps;
+      conv_gather_rows(c.rows, g, n0, nb, gr * c.og, c.og, p);
+      modelc_rt_gemm(1, 0, rows, ld, c.og, 1.0f, w + gr * c.og * c.k + koff, c.k, c.rows, ld, 0.0f,
+                     c.col, ld);
+      conv_col2im(dx + n0 * cx * in_plane, c.col, nb, lo - c_first, hi - lo, cx, up, p);
     }
   }
-  free(col);
+  free(c.col);
   return 0;
 }
 
@@ -324,22 +340,18 @@ static int conv_grad_input_into(modelc_rt_real *dx, int64_t c_first, int64_t cx,
  * col could not be allocated. */
 static int conv_grad_weight_from(modelc_rt_real *dw, const conv_src *s, const modelc_rt_real *g,
                                  const modelc_rt_conv *p) {
-  int64_t cg = p->c / p->groups, og = p->o / p->groups, k = cg * p->kh * p->kw;
-  int64_t plane = p->oh * p->ow;
-  memset(dw, 0, (size_t)(p->o * k) * sizeof *dw);
-  int64_t chunk = conv_chunk(p, k);
-  modelc_rt_real *col = malloc((size_t)((k + og) * chunk * plane) * sizeof *col);
-  if (!col) return -1;
-  modelc_rt_real *gcat = col + k * chunk * plane;
-  for (int64_t n0 = 0; n0 < p->n; n0 += chunk) {
-    int64_t nb = p->n - n0 < chunk ? p->n - n0 : chunk, ld = nb * plane;
+  conv_work c;
+  if (conv_work_alloc(&c, p) != 0) return -1;
+  memset(dw, 0, (size_t)(p->o * c.k) * sizeof *dw);
+  for (int64_t n0 = 0; n0 < p->n; n0 += c.chunk) {
+    int64_t nb = conv_batch(p, &c, n0), ld = nb * c.plane;
     for (int64_t gr = 0; gr < p->groups; gr++) {
-      conv_im2col(col, s, n0, nb, gr * cg, cg, p);
-      conv_gather_rows(gcat, g, n0, nb, gr * og, og, p);
-      modelc_rt_gemm(0, 1, og, k, ld, 1.0f, gcat, ld, col, ld, 1.0f, dw + gr * og * k, k);
+      conv_im2col(c.col, s, n0, nb, gr * c.cg, c.cg, p);
+      conv_gather_rows(c.rows, g, n0, nb, gr * c.og, c.og, p);
+      modelc_rt_gemm(0, 1, c.og, c.k, ld, 1.0f, c.rows, ld, c.col, ld, 1.0f, dw + gr * c.og * c.k, c.k);
     }
   }
-  free(col);
+  free(c.col);
   return 0;
 }
 

@@ -331,17 +331,48 @@ __device__ __noinline__ void mc_attention_mask(uint8_t *mask, int64_t tq, int64_
   }
 }
 
-/* ---- convolution NCHW, direct; bf16 rounds both operands ---- */
+/* ---- convolution NCHW, direct; bf16 rounds both operands ----
+ * The input is read through a fetcher: the plain conv's tensor, or
+ * conv_concat's parts (nearest-upsampled, concatenated on the channels:
+ * runtime/rt_conv.c has the CPU's), so each loop is written once. */
 
 struct mc_conv {
   int64_t n, c, h, w, o, kh, kw, oh, ow;
   int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups;
 };
 
+struct mc_conv_cat {
+  mc_conv conv;
+  int64_t parts, channels[3], up[3];
+};
+
 __device__ __forceinline__ float mc_operand(float v, int bf16) { return bf16 ? mc_round_bf16(v) : v; }
 
-/* y [N,O,OH,OW] = x [N,C,H,W] * w [O,C/groups,KH,KW]: a thread per output. */
-__device__ __noinline__ void mc_conv2d(float *y, const float *x, const float *w, const mc_conv p, int bf16) {
+/* x [N,C,H,W]: value (b, c, iy, ix). */
+struct mc_plain_input {
+  const float *x;
+  mc_conv p;
+  __device__ float operator()(int64_t b, int64_t c, int64_t iy, int64_t ix) const {
+    return x[((b * p.c + c) * p.h + iy) * p.w + ix];
+  }
+};
+
+/* Channel c at (iy, ix) of the concatenation of the upsampled parts. */
+struct mc_cat_input {
+  const float *x0, *x1, *x2;
+  mc_conv_cat q;
+  __device__ float operator()(int64_t b, int64_t c, int64_t iy, int64_t ix) const {
+    int i = 0;
+    while (i + 1 < q.parts && c >= q.channels[i]) c -= q.channels[i++];
+    const float *x = i == 0 ? x0 : i == 1 ? x1 : x2;
+    int64_t up = q.up[i], h = q.conv.h / up, w = q.conv.w / up;
+    return x[((b * q.channels[i] + c) * h + iy / up) * w + ix / up];
+  }
+};
+
+/* y [N,O,OH,OW] = x * w [O,C/groups,KH,KW]: a thread per output. */
+template <class X>
+__device__ void mc_conv_forward(float *y, X x, const float *w, const mc_conv &p, int bf16) {
   int64_t cg = p.c / p.groups, og = p.o / p.groups;
   MC_FOR(i, p.n * p.o * p.oh * p.ow) {
     int64_t ox = i % p.ow, oy = i / p.ow % p.oh, oc = i / (p.ow * p.oh) % p.o;
@@ -354,7 +385,7 @@ __device__ __noinline__ void mc_conv2d(float *y, const float *x, const float *w,
         for (int64_t kx = 0; kx < p.kw; kx++) {
           int64_t ix = ox * p.stride_w - p.pad_w + kx * p.dil_w;
           if (ix < 0 || ix >= p.w) continue;
-          acc += mc_operand(x[((b * p.c + c0 + c) * p.h + iy) * p.w + ix], bf16) *
+          acc += mc_operand(x(b, c0 + c, iy, ix), bf16) *
                  mc_operand(w[((oc * cg + c) * p.kh + ky) * p.kw + kx], bf16);
         }
       }
@@ -362,37 +393,33 @@ __device__ __noinline__ void mc_conv2d(float *y, const float *x, const float *w,
   }
 }
 
-/* dx [N,C,H,W] from g [N,O,OH,OW] and w: a thread per input element. */
-__device__ __noinline__ void mc_conv2d_grad_input(float *dx, const float *g, const float *w, const mc_conv p,
-                                     int bf16) {
-  int64_t cg = p.c / p.groups, og = p.o / p.groups;
-  MC_FOR(i, p.n * p.c * p.h * p.w) {
-    int64_t ix = i % p.w, iy = i / p.w % p.h, ci = i / (p.w * p.h) % p.c;
-    int64_t b = i / (p.w * p.h * p.c), grp = ci / cg, c = ci % cg;
-    float acc = 0.0f;
-    for (int64_t oc = grp * og; oc < (grp + 1) * og; oc++)
-      for (int64_t ky = 0; ky < p.kh; ky++) {
-        int64_t ty = iy + p.pad_h - ky * p.dil_h;
-        if (ty < 0 || ty % p.stride_h) continue;
-        int64_t oy = ty / p.stride_h;
-        if (oy >= p.oh) continue;
-        for (int64_t kx = 0; kx < p.kw; kx++) {
-          int64_t tx = ix + p.pad_w - kx * p.dil_w;
-          if (tx < 0 || tx % p.stride_w) continue;
-          int64_t ox = tx / p.stride_w;
-          if (ox >= p.ow) continue;
-          acc += mc_operand(g[((b * p.o + oc) * p.oh + oy) * p.ow + ox], bf16) *
-                 mc_operand(w[((oc * cg + c) * p.kh + ky) * p.kw + kx], bf16);
-        }
+/* d.x at input (b, ci, iy, ix): the sum over the outputs it fed. */
+__device__ float mc_conv_dx_at(const float *g, const float *w, const mc_conv &p, int64_t b, int64_t ci,
+                               int64_t iy, int64_t ix, int bf16) {
+  int64_t cg = p.c / p.groups, og = p.o / p.groups, grp = ci / cg, c = ci % cg;
+  float acc = 0.0f;
+  for (int64_t oc = grp * og; oc < (grp + 1) * og; oc++)
+    for (int64_t ky = 0; ky < p.kh; ky++) {
+      int64_t ty = iy + p.pad_h - ky * p.dil_h;
+      if (ty < 0 || ty % p.stride_h) continue;
+      int64_t oy = ty / p.stride_h;
+      if (oy >= p.oh) continue;
+      for (int64_t kx = 0; kx < p.kw; kx++) {
+        int64_t tx = ix + p.pad_w - kx * p.dil_w;
+        if (tx < 0 || tx % p.stride_w) continue;
+        int64_t ox = tx / p.stride_w;
+        if (ox >= p.ow) continue;
+        acc += mc_operand(g[((b * p.o + oc) * p.oh + oy) * p.ow + ox], bf16) *
+               mc_operand(w[((oc * cg + c) * p.kh + ky) * p.kw + kx], bf16);
       }
-    dx[i] = acc;
-  }
+    }
+  return acc;
 }
 
 /* dw [O,C/groups,KH,KW] from x and g: a block per weight, summing over
  * N*OH*OW. */
-__device__ __noinline__ void mc_conv2d_grad_weight(float *dw, const float *x, const float *g, const mc_conv p,
-                                      int bf16) {
+template <class X>
+__device__ void mc_conv_weight_grad(float *dw, X x, const float *g, const mc_conv &p, int bf16) {
   int64_t cg = p.c / p.groups, og = p.o / p.groups;
   for (int64_t i = blockIdx.x; i < p.o * cg * p.kh * p.kw; i += gridDim.x) {
     int64_t kx = i % p.kw, ky = i / p.kw % p.kh, c = i / (p.kw * p.kh) % cg, oc = i / (p.kw * p.kh * cg);
@@ -402,12 +429,59 @@ __device__ __noinline__ void mc_conv2d_grad_weight(float *dw, const float *x, co
       int64_t ox = k % p.ow, oy = k / p.ow % p.oh, b = k / (p.ow * p.oh);
       int64_t iy = oy * p.stride_h - p.pad_h + ky * p.dil_h, ix = ox * p.stride_w - p.pad_w + kx * p.dil_w;
       if (iy < 0 || iy >= p.h || ix < 0 || ix >= p.w) continue;
-      acc += mc_operand(x[((b * p.c + ci) * p.h + iy) * p.w + ix], bf16) *
+      acc += mc_operand(x(b, ci, iy, ix), bf16) *
              mc_operand(g[((b * p.o + oc) * p.oh + oy) * p.ow + ox], bf16);
     }
     acc = mc_block_sum(acc);
     if (threadIdx.x == 0) dw[i] = (float)acc;
   }
+}
+
+__device__ __noinline__ void mc_conv2d(float *y, const float *x, const float *w, const mc_conv p, int bf16) {
+  mc_conv_forward(y, mc_plain_input{x, p}, w, p, bf16);
+}
+
+/* dx [N,C,H,W] from g [N,O,OH,OW] and w: a thread per input element. */
+__device__ __noinline__ void mc_conv2d_grad_input(float *dx, const float *g, const float *w, const mc_conv p,
+                                     int bf16) {
+  MC_FOR(i, p.n * p.c * p.h * p.w) {
+    int64_t ix = i % p.w, iy = i / p.w % p.h, ci = i / (p.w * p.h) % p.c, b = i / (p.w * p.h * p.c);
+    dx[i] = mc_conv_dx_at(g, w, p, b, ci, iy, ix, bf16);
+  }
+}
+
+__device__ __noinline__ void mc_conv2d_grad_weight(float *dw, const float *x, const float *g, const mc_conv p,
+                                      int bf16) {
+  mc_conv_weight_grad(dw, mc_plain_input{x, p}, g, p, bf16);
+}
+
+__device__ __noinline__ void mc_conv2d_cat(float *y, const float *w, const mc_conv_cat q, const float *x0,
+                                           const float *x1, const float *x2, int bf16) {
+  mc_conv_forward(y, mc_cat_input{x0, x1, x2, q}, w, q.conv, bf16);
+}
+
+/* dx of one part [N, channels[part], H/up, W/up]: a thread per element,
+ * summing over its up x up copies in the concatenation. */
+__device__ __noinline__ void mc_conv2d_cat_grad_input(float *dx, const float *g, const float *w,
+                                                      const mc_conv_cat q, int64_t part, int bf16) {
+  const mc_conv &p = q.conv;
+  int64_t first = 0;
+  for (int64_t i = 0; i < part; i++) first += q.channels[i];
+  int64_t up = q.up[part], cp = q.channels[part], sh = p.h / up, sw = p.w / up;
+  MC_FOR(i, p.n * cp * sh * sw) {
+    int64_t sx = i % sw, sy = i / sw % sh, c = i / (sw * sh) % cp, b = i / (sw * sh * cp);
+    float acc = 0.0f;
+    for (int64_t iy = sy * up; iy < (sy + 1) * up; iy++)
+      for (int64_t ix = sx * up; ix < (sx + 1) * up; ix++)
+        acc += mc_conv_dx_at(g, w, p, b, first + c, iy, ix, bf16);
+    dx[i] = acc;
+  }
+}
+
+__device__ __noinline__ void mc_conv2d_cat_grad_weight(float *dw, const float *g, const mc_conv_cat q,
+                                                       const float *x0, const float *x1, const float *x2,
+                                                       int bf16) {
+  mc_conv_weight_grad(dw, mc_cat_input{x0, x1, x2, q}, g, q.conv, bf16);
 }
 
 /* ---- fused_norm: layernorm / rmsnorm, a block per row (rt_norm.c has
@@ -460,99 +534,6 @@ __device__ __noinline__ void mc_norm_grad(float *dx, float *dw, float *db, const
     float a = rms ? 0.0f : (float)(sg / (double)d), c = (float)(sgx / (double)d);
     for (int64_t j = threadIdx.x; j < d; j += blockDim.x)
       dx[i * d + j] = s * (gr[j] * w[j] - a - (xr[j] - m) * s * c) + (dr ? dr[i * d + j] : 0.0f);
-  }
-}
-
-/* ---- conv_concat: the convolution of concat(upsample(x_i)) reading
- * each part in place (runtime/rt_conv.c has the CPU's); groups 1 ---- */
-
-struct mc_conv_cat {
-  mc_conv conv;
-  int64_t parts, channels[3], up[3];
-};
-
-/* Channel c at (iy, ix) of the concatenation, image b. */
-__device__ __forceinline__ float mc_cat_at(const float *x0, const float *x1, const float *x2,
-                                           const mc_conv_cat &q, int64_t b, int64_t c, int64_t iy,
-                                           int64_t ix) {
-  int i = 0;
-  while (i + 1 < q.parts && c >= q.channels[i]) c -= q.channels[i++];
-  const float *x = i == 0 ? x0 : i == 1 ? x1 : x2;
-  int64_t up = q.up[i], h = q.conv.h / up, w = q.conv.w / up;
-  return x[((b * q.channels[i] + c) * h + iy / up) * w + ix / up];
-}
-
-/* y [N,O,OH,OW]: a thread per output. */
-__device__ __noinline__ void mc_conv2d_cat(float *y, const float *w, const mc_conv_cat q, const float *x0,
-                                           const float *x1, const float *x2, int bf16) {
-  const mc_conv &p = q.conv;
-  MC_FOR(i, p.n * p.o * p.oh * p.ow) {
-    int64_t ox = i % p.ow, oy = i / p.ow % p.oh, oc = i / (p.ow * p.oh) % p.o, b = i / (p.ow * p.oh * p.o);
-    float acc = 0.0f;
-    for (int64_t c = 0; c < p.c; c++)
-      for (int64_t ky = 0; ky < p.kh; ky++) {
-        int64_t iy = oy * p.stride_h - p.pad_h + ky * p.dil_h;
-        if (iy < 0 || iy >= p.h) continue;
-        for (int64_t kx = 0; kx < p.kw; kx++) {
-          int64_t ix = ox * p.stride_w - p.pad_w + kx * p.dil_w;
-          if (ix < 0 || ix >= p.w) continue;
-          acc += mc_operand(mc_cat_at(x0, x1, x2, q, b, c, iy, ix), bf16) *
-                 mc_operand(w[((oc * p.c + c) * p.kh + ky) * p.kw + kx], bf16);
-        }
-      }
-    y[i] = acc;
-  }
-}
-
-/* dx of one part [N, channels[part], H/up, W/up]: a thread per element,
- * summing over its up x up copies in the concatenation. */
-__device__ __noinline__ void mc_conv2d_cat_grad_input(float *dx, const float *g, const float *w,
-                                                      const mc_conv_cat q, int64_t part, int bf16) {
-  const mc_conv &p = q.conv;
-  int64_t first = 0;
-  for (int64_t i = 0; i < part; i++) first += q.channels[i];
-  int64_t up = q.up[part], cp = q.channels[part], sh = p.h / up, sw = p.w / up;
-  MC_FOR(i, p.n * cp * sh * sw) {
-    int64_t sx = i % sw, sy = i / sw % sh, c = i / (sw * sh) % cp, b = i / (sw * sh * cp);
-    float acc = 0.0f;
-    for (int64_t iy = sy * up; iy < (sy + 1) * up; iy++)
-      for (int64_t ix = sx * up; ix < (sx + 1) * up; ix++)
-        for (int64_t oc = 0; oc < p.o; oc++)
-          for (int64_t ky = 0; ky < p.kh; ky++) {
-            int64_t ty = iy + p.pad_h - ky * p.dil_h;
-            if (ty < 0 || ty % p.stride_h) continue;
-            int64_t oy = ty / p.stride_h;
-            if (oy >= p.oh) continue;
-            for (int64_t kx = 0; kx < p.kw; kx++) {
-              int64_t tx = ix + p.pad_w - kx * p.dil_w;
-              if (tx < 0 || tx % p.stride_w) continue;
-              int64_t ox = tx / p.stride_w;
-              if (ox >= p.ow) continue;
-              acc += mc_operand(g[((b * p.o + oc) * p.oh + oy) * p.ow + ox], bf16) *
-                     mc_operand(w[((oc * p.c + first + c) * p.kh + ky) * p.kw + kx], bf16);
-            }
-          }
-    dx[i] = acc;
-  }
-}
-
-/* dw [O,C,KH,KW]: a block per weight, summing over N*OH*OW. */
-__device__ __noinline__ void mc_conv2d_cat_grad_weight(float *dw, const float *g, const mc_conv_cat q,
-                                                       const float *x0, const float *x1, const float *x2,
-                                                       int bf16) {
-  const mc_conv &p = q.conv;
-  for (int64_t i = blockIdx.x; i < p.o * p.c * p.kh * p.kw; i += gridDim.x) {
-    int64_t kx = i % p.kw, ky = i / p.kw % p.kh, c = i / (p.kw * p.kh) % p.c, oc = i / (p.kw * p.kh * p.c);
-    double acc = 0.0;
-    for (int64_t k = threadIdx.x; k < p.n * p.oh * p.ow; k += blockDim.x) {
-      int64_t ox = k % p.ow, oy = k / p.ow % p.oh, b = k / (p.ow * p.oh);
-      int64_t iy = oy * p.stride_h - p.pad_h + ky * p.dil_h, ix = ox * p.stride_w - p.pad_w + kx * p.dil_w;
-      if (iy < 0 || iy >= p.h || ix < 0 || ix >= p.w) continue;
-      acc += mc_operand(mc_cat_at(x0, x1, x2, q, b, c, iy, ix), bf16) *
-             mc_operand(g[((b * p.o + oc) * p.oh + oy) * p.ow + ox], bf16);
-    }
-    acc = mc_block_sum(acc);
-    if (threadIdx.x == 0) dw[i] = (float)acc;
   }
 }
 
