@@ -231,6 +231,9 @@ void cg_pool_params(const ir_node *n, int64_t out[12]);
  * (0 where absent). */
 enum { MODELC_CG_CONV_PARTS = 3, CG_CONV_CAT_FIELDS = 16 + 1 + 2 * MODELC_CG_CONV_PARTS };
 void cg_conv_concat_params(const ir_node *n, int64_t out[CG_CONV_CAT_FIELDS]);
+/* The same as a C initialiser {{conv}, parts, {channels}, {up}}, each
+ * number followed by suffix ("" or "LL"). */
+const char *cg_conv_concat_literal(ir_arena *a, const ir_node *n, const char *suffix);
 /* reduce[i] = 1 for each reduced axis of x (axes absent = all). */
 void cg_reduce_mask(const ir_node *n, const ir_type *x, int mask[IR_MAX_RANK]);
 

@@ -392,6 +392,21 @@ void cg_conv_concat_params(const ir_node *n, int64_t out[CG_CONV_CAT_FIELDS]) {
   memcpy(out, v, sizeof v);
 }
 
+const char *cg_conv_concat_literal(ir_arena *a, const ir_node *n, const char *suffix) {
+  int64_t v[CG_CONV_CAT_FIELDS];
+  cg_conv_concat_params(n, v);
+  char text[1024];
+  size_t used = 0;
+  for (int i = 0; i < CG_CONV_CAT_FIELDS && used < sizeof text; i++) {
+    /* {{conv fields}, parts, {channels}, {up}} */
+    const char *open = i == 0 ? "{{" : i == 17 || i == 20 ? ", {" : ", ";
+    const char *close = i == 15 || i == 19 ? "}" : i == 22 ? "}}" : "";
+    used += (size_t)snprintf(text + used, sizeof text - used, "%s%lld%s%s", open, (long long)v[i],
+                             suffix, close);
+  }
+  return ir_arena_printf(a, "%s", text);
+}
+
 static void render_conv_params(cg_emitter *e, const ir_node *n, const ir_type *x, const ir_type *w,
                                const ir_type *y) {
   int64_t v[16];
@@ -422,13 +437,7 @@ static void render_conv(cg_emitter *e, const cg_program *p, const cg_kernel *k) 
  * (NULL where absent) and, for grad_input, the part. */
 static void render_conv_concat(cg_emitter *e, const cg_program *p, const cg_kernel *k) {
   const ir_node *n = k->node;
-  int64_t v[CG_CONV_CAT_FIELDS];
-  cg_conv_concat_params(n, v);
-  cg_emitf(e, "static const modelc_rt_conv_cat p = {{");
-  for (int i = 0; i < 16; i++) cg_emitf(e, "%s%lld", i ? ", " : "", (long long)v[i]);
-  cg_emitf(e, "}, %lld, {%lld, %lld, %lld}, {%lld, %lld, %lld}};\n", (long long)v[16],
-           (long long)v[17], (long long)v[18], (long long)v[19], (long long)v[20],
-           (long long)v[21], (long long)v[22]);
+  cg_emitf(e, "static const modelc_rt_conv_cat p = %s;\n", cg_conv_concat_literal(p->arena, n, ""));
   const char *out = pointer(p, k->out, true), *lowp = p->bf16 ? "_bf16" : "";
   if (n->op == IR_OP_conv_concat_grad_input) {
     cg_emitf(e, "modelc_rt_conv2d_cat_grad_input%s(%s, %s, %s, &p, %lld);\n", lowp, out,

@@ -378,13 +378,7 @@ static void render_conv(cg_emitter *e, const cg_program *p, const cg_kernel *k, 
 static void render_conv_concat(cg_emitter *e, const cg_program *p, const cg_kernel *k,
                                cg_cuda_launch *l) {
   const ir_node *n = k->node;
-  int64_t v[CG_CONV_CAT_FIELDS];
-  cg_conv_concat_params(n, v);
-  cg_emitf(e, "const mc_conv_cat cq = {{");
-  for (int i = 0; i < 16; i++) cg_emitf(e, "%s%lldLL", i ? ", " : "", (long long)v[i]);
-  cg_emitf(e, "}, %lldLL, {%lldLL, %lldLL, %lldLL}, {%lldLL, %lldLL, %lldLL}};\n", (long long)v[16],
-           (long long)v[17], (long long)v[18], (long long)v[19], (long long)v[20],
-           (long long)v[21], (long long)v[22]);
+  cg_emitf(e, "const mc_conv_cat cq = %s;\n", cg_conv_concat_literal(p->arena, n, "LL"));
   if (n->op == IR_OP_conv_concat_grad_input) {
     cg_emitf(e, "mc_conv2d_cat_grad_input(%s, %s, %s, cq, %lldLL, %d);\n", out_ptr(p, k),
              in_ptr(p, k, 0), in_ptr(p, k, 1), (long long)ir_get_int(n, "part", 0), p->bf16);
