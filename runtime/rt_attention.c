@@ -177,24 +177,23 @@ static void fa_mask_tile(const modelc_rt_flash *p, modelc_rt_real *s, int64_t i0
 
 /* One block of query rows of head h: the online softmax over the key
  * blocks it may see, two GEMMs per key block (S = Qs K^T, acc += P V). */
-static void fa_forward_block(const fa_ctx *c, modelc_rt_real *out, modelc_rt_real *lse,
-                             const modelc_rt_real *q, const modelc_rt_real *k,
-                             const modelc_rt_real *v, int64_t b, int64_t h, int64_t i0) {
+/* The online softmax of one query block's rows [r0, r1) (block row r is
+ * query i0 + r) over the key ranges [lo, hi) in r: scores, running max m
+ * and sum l, and the accumulated P V in acc. */
+static void fa_forward_rows(const fa_ctx *c, const modelc_rt_real *qs, modelc_rt_real *kr,
+                            modelc_rt_real *s, modelc_rt_real *acc, modelc_rt_real *m,
+                            modelc_rt_real *l, const modelc_rt_real *k, const modelc_rt_real *v,
+                            int64_t b, int64_t kvh, int64_t i0, int64_t r0, int64_t r1,
+                            const int64_t *ranges, int count) {
   const modelc_rt_flash *p = c->p;
-  int64_t d = p->d, nq = p->t - i0 < FA_BQ ? p->t - i0 : FA_BQ, kvh = h / c->group;
-  modelc_rt_real qs[FA_BQ * FA_MAXD], kr[FA_BK * FA_MAXD], s[FA_BQ * FA_BK], acc[FA_BQ * FA_MAXD];
-  modelc_rt_real m[FA_BQ], l[FA_BQ];
-  fa_load_q(c, qs, q, b, h, i0, nq);
-  for (int64_t r = 0; r < nq; r++) m[r] = -INFINITY, l[r] = 0.0f;
-  memset(acc, 0, sizeof(modelc_rt_real) * (size_t)(nq * d));
-  int64_t ranges[4];
-  int count = fa_key_ranges(p, i0, i0 + nq, ranges);
+  int64_t d = p->d, nq = r1 - r0;
+  qs += r0 * d, s += r0 * FA_BK, acc += r0 * d, m += r0, l += r0;
   for (int g = 0; g < count; g++)
     for (int64_t j0 = ranges[2 * g]; j0 < ranges[2 * g + 1]; j0 += FA_BK) {
       int64_t nk = ranges[2 * g + 1] - j0 < FA_BK ? ranges[2 * g + 1] - j0 : FA_BK, ldk;
       const modelc_rt_real *kp = fa_keys(c, kr, k, b, kvh, j0, nk, &ldk);
       modelc_rt_gemm(0, 1, nq, nk, d, 1.0f, qs, d, kp, ldk, 0.0f, s, FA_BK);
-      fa_mask_tile(p, s, i0, nq, j0, nk);
+      fa_mask_tile(p, s, i0 + r0, nq, j0, nk);
       for (int64_t r = 0; r < nq; r++) {
         modelc_rt_real *sr = s + r * FA_BK, mx = m[r];
         for (int64_t j = 0; j < nk; j++) mx = sr[j] > mx ? sr[j] : mx;
@@ -215,6 +214,32 @@ static void fa_forward_block(const fa_ctx *c, modelc_rt_real *out, modelc_rt_rea
       modelc_rt_gemm(0, 0, nq, d, nk, 1.0f, s, FA_BK, v + fa_off(c, b, kvh, p->kv_h, j0), c->kv_row,
                      1.0f, acc, d);
     }
+}
+
+static void fa_forward_block(const fa_ctx *c, modelc_rt_real *out, modelc_rt_real *lse,
+                             const modelc_rt_real *q, const modelc_rt_real *k,
+                             const modelc_rt_real *v, int64_t b, int64_t h, int64_t i0) {
+  const modelc_rt_flash *p = c->p;
+  int64_t d = p->d, nq = p->t - i0 < FA_BQ ? p->t - i0 : FA_BQ, kvh = h / c->group;
+  modelc_rt_real qs[FA_BQ * FA_MAXD], kr[FA_BK * FA_MAXD], s[FA_BQ * FA_BK], acc[FA_BQ * FA_MAXD];
+  modelc_rt_real m[FA_BQ], l[FA_BQ];
+  fa_load_q(c, qs, q, b, h, i0, nq);
+  for (int64_t r = 0; r < nq; r++) m[r] = -INFINITY, l[r] = 0.0f;
+  memset(acc, 0, sizeof(modelc_rt_real) * (size_t)(nq * d));
+  int64_t ranges[4];
+  /* With a window, a block holding global query rows runs those over
+   * every key and its other rows over their window only (not the whole
+   * block over every key). */
+  int64_t split = p->window > 0 && i0 < p->global ? p->global - i0 : 0;
+  if (split > nq) split = nq;
+  if (split > 0) {
+    int count = fa_key_ranges(p, i0, i0 + split, ranges);
+    fa_forward_rows(c, qs, kr, s, acc, m, l, k, v, b, kvh, i0, 0, split, ranges, count);
+  }
+  if (split < nq) {
+    int count = fa_key_ranges(p, i0 + split, i0 + nq, ranges);
+    fa_forward_rows(c, qs, kr, s, acc, m, l, k, v, b, kvh, i0, split, nq, ranges, count);
+  }
   for (int64_t r = 0; r < nq; r++) {
     modelc_rt_real *o = out + fa_off(c, b, h, p->h, i0 + r);
     modelc_rt_real inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
