@@ -177,9 +177,15 @@ static void render_elementwise(cg_emitter *e, const cg_program *p, const cg_kern
     ostr[d] = numel;
     numel *= k->loop_dims[d];
   }
-  if (numel >= 32768 && k->loop_dims[0] > 1) cg_emitf(e, "MODELC_RT_PARALLEL_FOR\n");
-  for (int d = 0; d < k->loop_rank; d++)
+  /* The outer loop over the threads, the innermost one vectorised (the
+   * output never overlaps an operand except element for element: the
+   * memory plan's in-place rule). */
+  bool parallel = numel >= 32768 && k->loop_dims[0] > 1;
+  if (parallel) cg_emitf(e, k->loop_rank == 1 ? "MODELC_RT_PARALLEL_FOR_SIMD\n" : "MODELC_RT_PARALLEL_FOR\n");
+  for (int d = 0; d < k->loop_rank; d++) {
+    if (d == k->loop_rank - 1 && !(parallel && d == 0)) cg_emitf(e, "MODELC_RT_SIMD\n");
     cg_emit_open(e, "for (int64_t i%d = 0; i%d < %lld; i%d++)", d, d, (long long)k->loop_dims[d], d);
+  }
   if (k->loop_rank == 0) cg_emitf(e, "{\n");
   int temps = 0;
   const char *value = expr_text(e, a, k, k->expr, &temps);

@@ -187,11 +187,22 @@ static inline modelc_rt_real modelc_rt_silu_grad(modelc_rt_real x) {
 }
 
 /* A parallel loop in generated code when OpenMP is on (plain pragmas
- * would warn under -Wall without -fopenmp). */
+ * would warn under -Wall without -fopenmp), and an innermost loop whose
+ * iterations are independent (omp simd): GCC's -O2 vectorises no loop
+ * whose trip count it cannot see, and OpenMP splits a parallel loop's
+ * count at run time. GCC also needs -fno-trapping-math to turn the
+ * choices of modelc_rt_exp_fast and the activations into selects, and
+ * -fno-math-errno for sqrtf and fmaf in a vector loop: the C path
+ * compiles with both (compiler/drv_exec.c, the generated CMakeLists.txt).
+ * Without them the code is the same, one float at a time. */
 #ifdef _OPENMP
 #define MODELC_RT_PARALLEL_FOR _Pragma("omp parallel for")
+#define MODELC_RT_PARALLEL_FOR_SIMD _Pragma("omp parallel for simd")
+#define MODELC_RT_SIMD _Pragma("omp simd")
 #else
 #define MODELC_RT_PARALLEL_FOR
+#define MODELC_RT_PARALLEL_FOR_SIMD
+#define MODELC_RT_SIMD
 #endif
 
 /* ---- safetensors ----

@@ -13,9 +13,16 @@
 
 #ifdef _OPENMP
 #define LOSS_PARALLEL_FOR _Pragma("omp parallel for schedule(static)")
+#define LOSS_SIMD _Pragma("omp simd")
+#define LOSS_SIMD_MAX _Pragma("omp simd reduction(max : mx) reduction(| : nan)")
 #else
 #define LOSS_PARALLEL_FOR
+#define LOSS_SIMD
+#define LOSS_SIMD_MAX
 #endif
+
+/* classes per block of exponentials (a buffer on the stack) */
+#define LOSS_BLOCK 512
 
 modelc_rt_real modelc_rt_softmax_ce(modelc_rt_real *lse, const modelc_rt_real *logits,
                                     const int32_t *targets, int64_t rows, int64_t classes,
@@ -25,12 +32,31 @@ modelc_rt_real modelc_rt_softmax_ce(modelc_rt_real *lse, const modelc_rt_real *l
     const modelc_rt_real *x = logits + r * classes;
     modelc_rt_real mx = -INFINITY;
     int nan = 0;
+    LOSS_SIMD_MAX
     for (int64_t c = 0; c < classes; c++) {
       mx = x[c] > mx ? x[c] : mx;
-      nan |= x[c] != x[c];
+      nan |= isnan(x[c]);
     }
-    double sum = 0.0;
-    for (int64_t c = 0; c < classes; c++) sum += (double)modelc_rt_exp_neg(x[c] - mx);
+    /* The exponentials a block at a time into a buffer (a loop that
+     * vectorises), then summed in double in four running sums of fixed
+     * order (element c to sum c % 4), so the result depends on neither
+     * the vector width nor the thread count. */
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    modelc_rt_real e[LOSS_BLOCK];
+    for (int64_t c0 = 0; c0 < classes; c0 += LOSS_BLOCK) {
+      int64_t len = classes - c0 < LOSS_BLOCK ? classes - c0 : LOSS_BLOCK;
+      LOSS_SIMD
+      for (int64_t j = 0; j < len; j++) e[j] = modelc_rt_exp_neg(x[c0 + j] - mx);
+      int64_t j = 0;
+      for (; j + 4 <= len; j += 4) {
+        s0 += (double)e[j];
+        s1 += (double)e[j + 1];
+        s2 += (double)e[j + 2];
+        s3 += (double)e[j + 3];
+      }
+      for (; j < len; j++) s0 += (double)e[j];
+    }
+    double sum = (s0 + s1) + (s2 + s3);
     lse[r] = nan ? NAN : mx + (modelc_rt_real)log(sum);
   }
   double total = 0.0;
@@ -60,6 +86,7 @@ void modelc_rt_softmax_ce_grad(modelc_rt_real *dlogits, const modelc_rt_real *lo
       memset(d, 0, sizeof(modelc_rt_real) * (size_t)classes);
       continue;
     }
+    LOSS_SIMD
     for (int64_t c = 0; c < classes; c++) d[c] = modelc_rt_exp_neg(x[c] - l) * scale;
     if (t >= 0 && t < classes) d[t] -= scale;
   }
