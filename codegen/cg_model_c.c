@@ -599,8 +599,11 @@ const char *cg_runtime_renamed_header(ir_arena *a, const char *model, const char
                                       const char *h) {
   cg_emitter e;
   cg_emit_init(&e, a);
-  cg_emitf(&e, "/* %s: the modelc runtime, copied for %s; external names renamed %s_rt_*. */\n", file,
-           model, model);
+  cg_emitf(&e, "/* %s: the modelc runtime, copied for %s; external names renamed %s_rt_*\n"
+              " * (unless MODELC_RT_KEEP_NAMES: a program with this one model may link a\n"
+              " * runtime compiled once for every model, as `modelc train --via cc` does). */\n"
+              "#ifndef MODELC_RT_KEEP_NAMES\n",
+           file, model, model);
   char seen[512][64];
   int n = 0;
   for (const char *s = strstr(h, "modelc_rt_"); s; s = strstr(s + 1, "modelc_rt_")) {
@@ -616,7 +619,7 @@ const char *cg_runtime_renamed_header(ir_arena *a, const char *model, const char
     cg_emitf(&e, "#define %s %s_rt_%s\n", seen[n], model, seen[n] + strlen("modelc_rt_"));
     n++;
   }
-  cg_emitf(&e, "\n%s", h);
+  cg_emitf(&e, "#endif\n\n%s", h);
   return cg_emit_text(&e);
 }
 
