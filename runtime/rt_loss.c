@@ -39,8 +39,9 @@ modelc_rt_real modelc_rt_softmax_ce(modelc_rt_real *lse, const modelc_rt_real *l
     }
     /* The exponentials a block at a time into a buffer (a loop that
      * vectorises), then summed in double in four running sums of fixed
-     * order (element c to sum c % 4), so the result depends on neither
-     * the vector width nor the thread count. */
+     * order (element c to sum c % 4, the last len % 4 to the first), so
+     * the result depends on neither the vector width nor the thread
+     * count. */
     double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
     modelc_rt_real e[LOSS_BLOCK];
     for (int64_t c0 = 0; c0 < classes; c0 += LOSS_BLOCK) {
