@@ -13,12 +13,10 @@
 
 #ifdef _OPENMP
 #define LOSS_PARALLEL_FOR _Pragma("omp parallel for schedule(static)")
-#define LOSS_SIMD _Pragma("omp simd")
-#define LOSS_SIMD_MAX _Pragma("omp simd reduction(max : mx) reduction(| : nan)")
+#define LOSS_SIMD MODELC_RT_SIMD
 #else
 #define LOSS_PARALLEL_FOR
 #define LOSS_SIMD
-#define LOSS_SIMD_MAX
 #endif
 
 /* classes per block of exponentials (a buffer on the stack) */
@@ -30,13 +28,24 @@ modelc_rt_real modelc_rt_softmax_ce(modelc_rt_real *lse, const modelc_rt_real *l
   LOSS_PARALLEL_FOR
   for (int64_t r = 0; r < rows; r++) {
     const modelc_rt_real *x = logits + r * classes;
-    modelc_rt_real mx = -INFINITY;
+    /* the maximum in eight running maxima (the order does not matter
+     * for a maximum; eight independent chains instead of one) */
+    modelc_rt_real m8[8];
+    for (int l = 0; l < 8; l++) m8[l] = -INFINITY;
     int nan = 0;
-    LOSS_SIMD_MAX
-    for (int64_t c = 0; c < classes; c++) {
-      mx = x[c] > mx ? x[c] : mx;
-      nan |= isnan(x[c]);
+    int64_t c8 = 0;
+    for (; c8 + 8 <= classes; c8 += 8)
+      for (int l = 0; l < 8; l++) {
+        modelc_rt_real v = x[c8 + l];
+        m8[l] = v > m8[l] ? v : m8[l];
+        nan |= v != v;
+      }
+    for (; c8 < classes; c8++) {
+      m8[0] = x[c8] > m8[0] ? x[c8] : m8[0];
+      nan |= x[c8] != x[c8];
     }
+    modelc_rt_real mx = m8[0];
+    for (int l = 1; l < 8; l++) mx = m8[l] > mx ? m8[l] : mx;
     /* The exponentials a block at a time into a buffer (a loop that
      * vectorises), then summed in double in four running sums of fixed
      * order (element c to sum c % 4, the last len % 4 to the first), so

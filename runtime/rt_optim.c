@@ -14,6 +14,18 @@
 
 #define OPTIM_PARALLEL_MIN 32768
 
+/* The update loops over the threads and vectorised (GCC's -O2 would not
+ * vectorise a loop of unknown length without omp simd; Clang does, and
+ * warns about an omp simd loop it cannot vectorise, sqrtf without
+ * -fno-math-errno: no simd pragma there). */
+#if defined(_OPENMP) && !defined(__clang__)
+#define OPTIM_PARALLEL_FOR_SIMD _Pragma("omp parallel for simd if (parallel : n >= OPTIM_PARALLEL_MIN)")
+#elif defined(_OPENMP)
+#define OPTIM_PARALLEL_FOR_SIMD _Pragma("omp parallel for if (n >= OPTIM_PARALLEL_MIN)")
+#else
+#define OPTIM_PARALLEL_FOR_SIMD
+#endif
+
 /* torch.lerp(a, b, w) on CPU: a + w (b - a) for w < 0.5, else
  * b + (w - 1) (b - a), each one rounding. */
 static modelc_rt_real optim_lerp(modelc_rt_real a, modelc_rt_real b, modelc_rt_real w) {
@@ -34,9 +46,7 @@ static void adamw_pass(modelc_rt_real *param, modelc_rt_real *grad, modelc_rt_re
   double correction2 = 1.0 - pow((double)beta2, (double)step);
   modelc_rt_real neg_step_size = (modelc_rt_real)(-((double)lr / correction1));
   modelc_rt_real correction2_sqrt = (modelc_rt_real)sqrt(correction2);
-#ifdef _OPENMP
-#pragma omp parallel for simd if (parallel : n >= OPTIM_PARALLEL_MIN)
-#endif
+  OPTIM_PARALLEL_FOR_SIMD
   for (int64_t i = 0; i < n; i++) {
     modelc_rt_real g = grad[i] * scale;
     g = g * clip;
@@ -75,9 +85,7 @@ static void sgd_pass(modelc_rt_real *param, modelc_rt_real *grad, modelc_rt_real
                      modelc_rt_real weight_decay, int first_step, modelc_rt_real scale,
                      modelc_rt_real clip, int zero) {
   modelc_rt_real neg_lr = -lr;
-#ifdef _OPENMP
-#pragma omp parallel for simd if (parallel : n >= OPTIM_PARALLEL_MIN)
-#endif
+  OPTIM_PARALLEL_FOR_SIMD
   for (int64_t i = 0; i < n; i++) {
     modelc_rt_real d = grad[i] * scale;
     d = d * clip;
@@ -161,8 +169,6 @@ double modelc_rt_sum_squares_scaled(const modelc_rt_real *x, int64_t n, modelc_r
 }
 
 void modelc_rt_scale(modelc_rt_real *x, int64_t n, modelc_rt_real factor) {
-#ifdef _OPENMP
-#pragma omp parallel for simd if (parallel : n >= OPTIM_PARALLEL_MIN)
-#endif
+  OPTIM_PARALLEL_FOR_SIMD
   for (int64_t i = 0; i < n; i++) x[i] *= factor;
 }
