@@ -83,6 +83,28 @@ static const char *cc_name(void) {
   return cc && *cc ? cc : "cc";
 }
 
+/* argv's start for every compile: the compiler, its flags, OpenBLAS's. */
+static int cc_command(ir_arena *a, char **argv) {
+  int n = 0;
+  argv[n++] = (char *)cc_name();
+  for (int i = 0; i < CC_FLAGS; i++) argv[n++] = (char *)cc_flags[i];
+  return n + split_flags(a, MODELC_BLAS_CFLAGS, argv + n, 8);
+}
+
+static uint64_t hash_text(uint64_t h, const char *text) {
+  for (const unsigned char *c = (const unsigned char *)text; *c; c++) h = (h ^ *c) * 1099511628211ull;
+  return h;
+}
+
+/* The compile command into a cache key: another compiler or other flags
+ * make other code. */
+static uint64_t hash_cc_command(ir_arena *a, uint64_t h) {
+  char *argv[32];
+  int n = cc_command(a, argv);
+  for (int i = 0; i < n; i++) h = hash_text(h, argv[i]);
+  return h;
+}
+
 /* Runs argv with stdout and stderr to `log`; returns the exit status. */
 static int run_logged(char **argv, const char *log) {
   fflush(stdout);
@@ -109,10 +131,7 @@ static int run_logged(char **argv, const char *log) {
 static int run_compiler(ir_arena *a, const char *dir, const char *model, bool cuda,
                         const char *runtime) {
   char *argv[64];
-  int n = 0;
-  argv[n++] = (char *)cc_name();
-  for (int i = 0; i < CC_FLAGS; i++) argv[n++] = (char *)cc_flags[i];
-  n += split_flags(a, MODELC_BLAS_CFLAGS, argv + n, 8);
+  int n = cc_command(a, argv);
   argv[n++] = ir_arena_printf(a, "-I%s", dir);
   argv[n++] = ir_arena_printf(a, "%s/%s.c", dir, model);
   argv[n++] = ir_arena_printf(a, "%s/%s_main.c", dir, model);
@@ -144,10 +163,7 @@ static int run_compiler(ir_arena *a, const char *dir, const char *model, bool cu
  * stored: the caller compiles the model's own copy instead, as before. */
 static const char *shared_runtime(ir_arena *a, const char *root, const char *src_dir) {
   uint64_t h = hash_file(14695981039346656037ull, ir_arena_printf(a, "%s/modelc_rt.c", src_dir));
-  const char *keys[CC_FLAGS + 4] = {cg_runtime_header, cc_name(), MODELC_BLAS_CFLAGS, "rt-v1"};
-  for (int i = 0; i < CC_FLAGS; i++) keys[4 + i] = cc_flags[i];
-  for (int k = 0; k < CC_FLAGS + 4; k++)
-    for (const unsigned char *c = (const unsigned char *)keys[k]; *c; c++) h = (h ^ *c) * 1099511628211ull;
+  h = hash_cc_command(a, hash_text(h, cg_runtime_header));
   const char *dir = ir_arena_printf(a, "%s/rt-%016llx", root, (unsigned long long)h);
   const char *obj = ir_arena_printf(a, "%s/modelc_rt.o", dir);
   if (exists(obj)) return obj;
@@ -160,10 +176,7 @@ static const char *shared_runtime(ir_arena *a, const char *root, const char *src
   if (f) ok = fclose(f) == 0 && ok;
   if (ok) {
     char *argv[32];
-    int n = 0;
-    argv[n++] = (char *)cc_name();
-    for (int i = 0; i < CC_FLAGS; i++) argv[n++] = (char *)cc_flags[i];
-    n += split_flags(a, MODELC_BLAS_CFLAGS, argv + n, 8);
+    int n = cc_command(a, argv);
     argv[n++] = ir_arena_printf(a, "-I%s", tmp);
     argv[n++] = "-c";
     argv[n++] = (char *)src;
@@ -219,11 +232,7 @@ static const char *compiled_driver(ir_arena *a, const char *spec_path, bool cuda
   h = hash_file(h, ir_arena_printf(a, "%s/modelc_rt.c", tmp));
   /* the runtime header (its inline functions are compiled into the
    * model's code), the compiler and its flags */
-  h = hash_file(h, ir_arena_printf(a, "%s/modelc_rt.h", tmp));
-  const char *keys[CC_FLAGS + 2] = {cc_name(), MODELC_BLAS_CFLAGS};
-  for (int i = 0; i < CC_FLAGS; i++) keys[2 + i] = cc_flags[i];
-  for (int k = 0; k < CC_FLAGS + 2; k++)
-    for (const unsigned char *c = (const unsigned char *)keys[k]; *c; c++) h = (h ^ *c) * 1099511628211ull;
+  h = hash_cc_command(a, hash_file(h, ir_arena_printf(a, "%s/modelc_rt.h", tmp)));
   if (cuda) {
     h = hash_file(h, ir_arena_printf(a, "%s/modelc_rt_cuda.h", tmp));
     h = hash_file(h, ir_arena_printf(a, "%s/%s_kernels.c", tmp, p->model));

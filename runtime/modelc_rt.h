@@ -195,13 +195,19 @@ static inline modelc_rt_real modelc_rt_silu_grad(modelc_rt_real x) {
  * -fno-math-errno for sqrtf and fmaf in a vector loop: the C path
  * compiles with both (compiler/drv_exec.c, the generated CMakeLists.txt).
  * Without them the code is the same, one float at a time. */
+/* MODELC_RT_OMP_SIMD: whether simd pragmas are used. Not by Clang, which
+ * vectorises such loops at -O2 by itself and warns about an omp simd loop
+ * it cannot (a call to tanhf), an error under -Werror. */
 #if defined(_OPENMP) && !defined(__clang__)
+#define MODELC_RT_OMP_SIMD 1
+#else
+#define MODELC_RT_OMP_SIMD 0
+#endif
+#if MODELC_RT_OMP_SIMD
 #define MODELC_RT_PARALLEL_FOR _Pragma("omp parallel for")
 #define MODELC_RT_PARALLEL_FOR_SIMD _Pragma("omp parallel for simd")
 #define MODELC_RT_SIMD _Pragma("omp simd")
-#elif defined(_OPENMP) /* Clang vectorises such loops at -O2 by itself, and
-                        * warns about an omp simd loop it cannot (a call to
-                        * tanhf): no simd pragmas there */
+#elif defined(_OPENMP)
 #define MODELC_RT_PARALLEL_FOR _Pragma("omp parallel for")
 #define MODELC_RT_PARALLEL_FOR_SIMD _Pragma("omp parallel for")
 #define MODELC_RT_SIMD

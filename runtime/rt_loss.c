@@ -13,10 +13,8 @@
 
 #ifdef _OPENMP
 #define LOSS_PARALLEL_FOR _Pragma("omp parallel for schedule(static)")
-#define LOSS_SIMD MODELC_RT_SIMD
 #else
 #define LOSS_PARALLEL_FOR
-#define LOSS_SIMD
 #endif
 
 /* classes per block of exponentials (a buffer on the stack) */
@@ -55,7 +53,7 @@ modelc_rt_real modelc_rt_softmax_ce(modelc_rt_real *lse, const modelc_rt_real *l
     modelc_rt_real e[LOSS_BLOCK];
     for (int64_t c0 = 0; c0 < classes; c0 += LOSS_BLOCK) {
       int64_t len = classes - c0 < LOSS_BLOCK ? classes - c0 : LOSS_BLOCK;
-      LOSS_SIMD
+      MODELC_RT_SIMD
       for (int64_t j = 0; j < len; j++) e[j] = modelc_rt_exp_neg(x[c0 + j] - mx);
       int64_t j = 0;
       for (; j + 4 <= len; j += 4) {
@@ -96,7 +94,7 @@ void modelc_rt_softmax_ce_grad(modelc_rt_real *dlogits, const modelc_rt_real *lo
       memset(d, 0, sizeof(modelc_rt_real) * (size_t)classes);
       continue;
     }
-    LOSS_SIMD
+    MODELC_RT_SIMD
     for (int64_t c = 0; c < classes; c++) d[c] = modelc_rt_exp_neg(x[c] - l) * scale;
     if (t >= 0 && t < classes) d[t] -= scale;
   }

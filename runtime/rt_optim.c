@@ -14,11 +14,9 @@
 
 #define OPTIM_PARALLEL_MIN 32768
 
-/* The update loops over the threads and vectorised (GCC's -O2 would not
- * vectorise a loop of unknown length without omp simd; Clang does, and
- * warns about an omp simd loop it cannot vectorise, sqrtf without
- * -fno-math-errno: no simd pragma there). */
-#if defined(_OPENMP) && !defined(__clang__)
+/* The update loops over the threads and vectorised where simd pragmas
+ * are used (MODELC_RT_OMP_SIMD in modelc_rt.h). */
+#if MODELC_RT_OMP_SIMD
 #define OPTIM_PARALLEL_FOR_SIMD _Pragma("omp parallel for simd if (parallel : n >= OPTIM_PARALLEL_MIN)")
 #elif defined(_OPENMP)
 #define OPTIM_PARALLEL_FOR_SIMD _Pragma("omp parallel for if (n >= OPTIM_PARALLEL_MIN)")
